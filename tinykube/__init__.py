@@ -1,0 +1,1 @@
+"""tinykube: a Kubernetes-compatible cluster in Python for Service networking."""
