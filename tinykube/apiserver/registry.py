@@ -1,0 +1,618 @@
+"""The REST semantics of every resource over the Store: metadata, defaulting, validation,
+allocation, optimistic concurrency, graceful deletion, finalizers, garbage collection.
+
+The HTTP layer parses requests and formats responses; everything a verb *means* is here.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from tinykube.api import errors
+from tinykube.api.errors import ApiError, FieldError
+from tinykube.api.resources import RESOURCES, Resource, get as get_resource
+from tinykube.store.base import Event, Expired, KeyExists, KeyNotFound, RevisionMismatch, Store, revision_of
+
+log = logging.getLogger(__name__)
+
+# Kinds whose metadata.generation tracks spec changes.
+_GENERATION_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress", "IngressClass",
+                     "Namespace", "Service", "Pod"}
+_STATUS_KINDS = {"Pod", "Service", "Node", "Namespace", "Deployment", "ReplicaSet", "StatefulSet",
+                 "DaemonSet", "Ingress"}
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ClusterConfig:
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    lb_pool: str = ""
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = "Strict"     # Strict | Warn | Ignore
+    field_manager: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+class Registry:
+    def __init__(self, store: Store, config: ClusterConfig | None = None):
+        self.store = store
+        self.config = config or ClusterConfig()
+        self._svc_lock = asyncio.Lock()
+        self._bg: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, res: Resource, ns: str | None, name: str) -> dict:
+        try:
+            return await self.store.get(res.key(ns, name))
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, name) from None
+
+    async def list(self, res: Resource, ns: str | None) -> tuple[list[dict], int]:
+        return await self.store.list(res.key(ns))
+
+    def watch(self, res: Resource, ns: str | None, since: int) -> AsyncIterator[Event]:
+        return self.store.watch(res.key(ns), since)
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions) -> dict:
+        obj = self._prepare_new(res, ns, obj, opts)
+        if res.namespaced:
+            await self._check_namespace_open(res, obj["metadata"]["namespace"])
+        from tinykube.api import defaults, validation  # late: written alongside
+        defaults.apply_defaults(res, obj)
+        if res.kind == "Service":
+            async with self._svc_lock:
+                await self._allocate_service(obj, None)
+                self._validate(res, obj, None)
+                return await self._store_create(res, obj, opts)
+        self._validate(res, obj, None)
+        return await self._store_create(res, obj, opts)
+
+    def _prepare_new(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions) -> dict:
+        obj = copy.deepcopy(obj)
+        obj["kind"] = res.kind
+        obj["apiVersion"] = res.api_version
+        md = obj.setdefault("metadata", {})
+        if not isinstance(md, dict):
+            raise errors.bad_request("metadata must be an object")
+        if res.namespaced:
+            body_ns = md.get("namespace")
+            if ns and body_ns and body_ns != ns:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            md["namespace"] = ns or body_ns or "default"
+        else:
+            md.pop("namespace", None)
+        if not md.get("name"):
+            if md.get("generateName"):
+                md["name"] = md["generateName"] + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+            else:
+                raise errors.invalid(res.kind, res.group, "", [FieldError(
+                    "Required", "metadata.name", detail="name or generateName is required")])
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = now_rfc3339()
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            md.pop(k, None)
+        if res.kind in _GENERATION_KINDS:
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
+        if res.kind == "Namespace":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        elif res.kind in _STATUS_KINDS and res.kind not in ("Node",):
+            # status is written through /status by the controllers, not by creators
+            obj.pop("status", None)
+        return obj
+
+    async def _check_namespace_open(self, res: Resource, ns: str) -> None:
+        try:
+            nsobj = await self.store.get(get_resource("namespaces").key(None, ns))
+        except KeyNotFound:
+            raise errors.not_found("namespaces", "", ns) from None
+        if nsobj.get("metadata", {}).get("deletionTimestamp"):
+            raise errors.forbidden(res.plural, res.group, "",
+                                   f"unable to create new content in namespace {ns} because it is being terminated")
+
+    async def _store_create(self, res: Resource, obj: dict, opts: WriteOptions) -> dict:
+        md = obj["metadata"]
+        key = res.key(md.get("namespace"), md["name"])
+        if opts.dry_run:
+            try:
+                await self.store.get(key)
+            except KeyNotFound:
+                return obj
+            raise errors.already_exists(res.plural, res.group, md["name"])
+        try:
+            return await self.store.create(key, obj)
+        except KeyExists:
+            raise errors.already_exists(res.plural, res.group, md["name"]) from None
+
+    def _validate(self, res: Resource, obj: dict, old: dict | None) -> None:
+        from tinykube.api import validation
+        errs = validation.validate(res, obj, old)
+        if errs:
+            raise errors.invalid(res.kind, res.group, obj.get("metadata", {}).get("name", ""), errs)
+
+    # ------------------------------------------------------------------ update
+
+    async def update(self, res: Resource, ns: str | None, name: str, obj: dict, opts: WriteOptions,
+                     subresource: str | None = None) -> dict:
+        """PUT semantics: full replacement, conditional on metadata.resourceVersion when given."""
+        if not isinstance(obj.get("metadata"), dict):
+            obj["metadata"] = {}
+        md = obj["metadata"]
+        if md.get("name") and md["name"] != name:
+            raise errors.bad_request(
+                f'the name of the object ({md["name"]}) does not match the name on the URL ({name})')
+        if res.namespaced and md.get("namespace") and ns and md["namespace"] != ns:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        expected = int(md["resourceVersion"]) if str(md.get("resourceVersion") or "").isdigit() else None
+        if md.get("resourceVersion") and expected is None:
+            raise errors.bad_request(f'resourceVersion: Invalid value: "{md["resourceVersion"]}": must be a number')
+        key = res.key(ns, name)
+        try:
+            current = await self.store.get(key)
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, name) from None
+        if expected is not None and expected != revision_of(current):
+            raise errors.conflict(res.plural, res.group, name)
+        return await self._write_update(res, current, obj, opts, subresource, expected or revision_of(current))
+
+    async def _write_update(self, res: Resource, current: dict, new: dict, opts: WriteOptions,
+                            subresource: str | None, expected_rv: int) -> dict:
+        from tinykube.api import defaults
+        new = copy.deepcopy(new)
+        new["kind"], new["apiVersion"] = res.kind, res.api_version
+        if subresource == "status":
+            merged = copy.deepcopy(current)
+            merged["status"] = new.get("status", {})
+            new = merged
+        else:
+            self._carry_server_fields(res, current, new)
+        defaults.apply_defaults(res, new)
+        if res.kind in _GENERATION_KINDS and subresource != "status":
+            if _spec_of(current) != _spec_of(new):
+                new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        if res.kind == "Service" and subresource != "status":
+            async with self._svc_lock:
+                await self._allocate_service(new, current)
+                self._validate(res, new, current)
+                return await self._store_update(res, current, new, opts, expected_rv)
+        self._validate(res, new, current)
+        return await self._store_update(res, current, new, opts, expected_rv)
+
+    def _carry_server_fields(self, res: Resource, current: dict, new: dict) -> None:
+        """Fields the client may not change through the main resource."""
+        md, cur_md = new.setdefault("metadata", {}), current["metadata"]
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                  "generation", "namespace", "name"):
+            if k in cur_md:
+                md[k] = cur_md[k]
+            else:
+                md.pop(k, None)
+        if res.kind in _STATUS_KINDS and res.kind != "Node" or res.kind == "Namespace":
+            if "status" in current:
+                new["status"] = current["status"]
+            else:
+                new.pop("status", None)
+        if res.kind == "Namespace":
+            new.setdefault("spec", {})["finalizers"] = current.get("spec", {}).get("finalizers", [])
+
+    async def _store_update(self, res: Resource, current: dict, new: dict, opts: WriteOptions,
+                            expected_rv: int) -> dict:
+        md = new["metadata"]
+        md["resourceVersion"] = current["metadata"].get("resourceVersion")
+        if _same_object(current, new):
+            return current  # a no-op write does not bump the resourceVersion (as Kubernetes)
+        if opts.dry_run:
+            return new
+        key = res.key(md.get("namespace"), md["name"])
+        # A finalizer removal on an object being deleted may complete the deletion.
+        if md.get("deletionTimestamp") and not md.get("finalizers") and self._deletable_now(res, new):
+            try:
+                await self.store.update(key, new, expected_rv)
+                gone = await self.store.delete(key)
+            except RevisionMismatch:
+                raise errors.conflict(res.plural, res.group, md["name"]) from None
+            except KeyNotFound:
+                raise errors.not_found(res.plural, res.group, md["name"]) from None
+            self._after_delete(res, gone, "Background")
+            return gone
+        try:
+            return await self.store.update(key, new, expected_rv)
+        except RevisionMismatch:
+            raise errors.conflict(res.plural, res.group, md["name"]) from None
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, md["name"]) from None
+
+    def _deletable_now(self, res: Resource, obj: dict) -> bool:
+        if res.kind == "Pod" and obj.get("spec", {}).get("nodeName"):
+            # the kubelet finishes a pod's graceful deletion with a grace-period-0 delete
+            return obj["metadata"].get("deletionGracePeriodSeconds") == 0
+        if res.kind == "Namespace":
+            return not obj.get("spec", {}).get("finalizers")
+        return True
+
+    # ------------------------------------------------------------------ patch
+
+    async def patch(self, res: Resource, ns: str | None, name: str, body: bytes, content_type: str,
+                    opts: WriteOptions, subresource: str | None = None, force: bool = False) -> tuple[dict, bool]:
+        """Returns (object, created). apply-patch creates a missing object."""
+        from tinykube.api import patch as patching
+        key = res.key(ns, name)
+        for _attempt in range(5):
+            try:
+                current = await self.store.get(key)
+            except KeyNotFound:
+                if content_type.startswith("application/apply-patch"):
+                    applied = _parse_yaml_or_json(body)
+                    applied.setdefault("metadata", {})["name"] = name
+                    self._check_fields(res, applied, opts)
+                    return await self.create(res, ns, applied, opts), True
+                raise errors.not_found(res.plural, res.group, name) from None
+            base = self._view(res, current, subresource)
+            if content_type.startswith("application/apply-patch"):
+                applied = _parse_yaml_or_json(body)
+                self._check_fields(res, applied, opts)
+                patched = patching.server_side_apply(base, applied)
+            else:
+                patched = patching.apply_patch(base, body, content_type)
+                if content_type.startswith("application/strategic") or content_type.startswith("application/merge"):
+                    self._check_fields(res, patched, opts)
+            if not isinstance(patched, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            new_md = patched.get("metadata") or {}
+            rv = new_md.get("resourceVersion")
+            if rv and str(rv) != current["metadata"].get("resourceVersion"):
+                raise errors.conflict(res.plural, res.group, name)
+            if subresource == "scale":
+                new = self._unscale(res, current, patched)
+                sub = None
+            else:
+                new, sub = patched, subresource
+            try:
+                return await self._write_update(res, current, new, opts, sub, revision_of(current)), False
+            except ApiError as e:
+                if e.code == 409 and e.reason == "Conflict" and not rv:
+                    continue  # someone wrote in between: re-apply the patch to the fresh object
+                raise
+        raise errors.conflict(res.plural, res.group, name)
+
+    def _check_fields(self, res: Resource, obj: dict, opts: WriteOptions) -> None:
+        from tinykube.api import fields
+        err, warnings = fields.strict_error(res.api_version, res.kind, obj, opts.field_validation)
+        if err:
+            raise err
+        opts.warnings.extend(warnings)
+
+    def _view(self, res: Resource, obj: dict, subresource: str | None) -> dict:
+        return self.scale_of(res, obj) if subresource == "scale" else obj
+
+    # ------------------------------------------------------------------ scale
+
+    def scale_of(self, res: Resource, obj: dict) -> dict:
+        from tinykube.api import selectors
+        md = obj["metadata"]
+        sel = obj.get("spec", {}).get("selector")
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                             if k in md},
+                "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+                "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                           "selector": str(selectors.selector_from_spec(sel)) if sel else ""}}
+
+    def _unscale(self, res: Resource, current: dict, scale: dict) -> dict:
+        replicas = (scale.get("spec") or {}).get("replicas", 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise errors.bad_request("spec.replicas must be an integer")
+        if replicas < 0:
+            raise errors.invalid("Scale", "autoscaling", current["metadata"]["name"], [
+                FieldError("Invalid", "spec.replicas", replicas, "must be greater than or equal to 0")])
+        new = copy.deepcopy(current)
+        new["spec"]["replicas"] = replicas
+        return new
+
+    async def update_scale(self, res: Resource, ns: str | None, name: str, scale: dict, opts: WriteOptions) -> dict:
+        current = await self.get(res, ns, name)
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and str(rv) != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(res.plural, res.group, name)
+        new = self._unscale(res, current, scale)
+        out = await self._write_update(res, current, new, opts, None, revision_of(current))
+        return self.scale_of(res, out)
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete(self, res: Resource, ns: str | None, name: str, options: dict, opts: WriteOptions) -> dict:
+        key = res.key(ns, name)
+        try:
+            current = await self.store.get(key)
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, name) from None
+        pre = (options.get("preconditions") or {})
+        if pre.get("uid") and pre["uid"] != current["metadata"].get("uid"):
+            raise errors.conflict(res.plural, res.group, name,
+                                  f'Precondition failed: UID in precondition: {pre["uid"]}, UID in object meta: {current["metadata"].get("uid")}')
+        if pre.get("resourceVersion") and pre["resourceVersion"] != current["metadata"].get("resourceVersion"):
+            raise errors.conflict(res.plural, res.group, name)
+        policy = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True:
+            policy = "Orphan"
+        if policy is None:
+            # ReplicaSets/Deployments orphaned by default only in extensions; apps default Background
+            policy = "Background"
+        if opts.dry_run:
+            return current
+        grace = options.get("gracePeriodSeconds")
+        md = current["metadata"]
+        if res.kind == "Namespace":
+            return await self._delete_namespace(current)
+        if res.kind == "Pod" and current.get("spec", {}).get("nodeName") and current.get("status", {}).get(
+                "phase") not in ("Succeeded", "Failed"):
+            if grace is None:
+                grace = current["spec"].get("terminationGracePeriodSeconds", 30)
+            if grace > 0:
+                return await self._mark_deleting(res, current, grace, policy)
+        if md.get("finalizers") or policy == "Foreground":
+            return await self._mark_deleting(res, current, 0, policy)
+        try:
+            gone = await self.store.delete(key)
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, name) from None
+        self._after_delete(res, gone, policy)
+        return gone
+
+    async def _mark_deleting(self, res: Resource, current: dict, grace: int, policy: str) -> dict:
+        new = copy.deepcopy(current)
+        md = new["metadata"]
+        if policy == "Foreground" and "foregroundDeletion" not in md.get("finalizers", []):
+            md.setdefault("finalizers", []).append("foregroundDeletion")
+        if policy == "Orphan" and "orphan" not in md.get("finalizers", []):
+            md.setdefault("finalizers", []).append("orphan")
+        if md.get("deletionTimestamp"):
+            # a second delete may only shorten the grace period
+            old_grace = md.get("deletionGracePeriodSeconds", grace)
+            if grace >= old_grace and not (policy == "Foreground"):
+                return current
+        md["deletionTimestamp"] = now_rfc3339()
+        md["deletionGracePeriodSeconds"] = grace
+        key = res.key(md.get("namespace"), md["name"])
+        try:
+            out = await self.store.update(key, new, revision_of(current))
+        except RevisionMismatch:
+            raise errors.conflict(res.plural, res.group, md["name"]) from None
+        if "foregroundDeletion" in md.get("finalizers", []) or "orphan" in md.get("finalizers", []):
+            self._spawn(self._finish_finalizers(res, out))
+        return out
+
+    async def _finish_finalizers(self, res: Resource, owner: dict) -> None:
+        """The garbage collector's part of foreground and orphan deletion."""
+        md = owner["metadata"]
+        uid = md["uid"]
+        fins = md.get("finalizers", [])
+        if "orphan" in fins:
+            await self._orphan_dependents(md.get("namespace"), uid)
+            await self._remove_finalizer(res, md.get("namespace"), md["name"], "orphan")
+        if "foregroundDeletion" in fins:
+            for _ in range(600):
+                deps = await self._dependents(md.get("namespace"), uid)
+                if not deps:
+                    break
+                for dres, dep in deps:
+                    if not dep["metadata"].get("deletionTimestamp"):
+                        try:
+                            await self.delete(dres, dep["metadata"].get("namespace"), dep["metadata"]["name"],
+                                              {"propagationPolicy": "Foreground"}, WriteOptions())
+                        except ApiError:
+                            pass
+                await asyncio.sleep(0.5)
+            await self._remove_finalizer(res, md.get("namespace"), md["name"], "foregroundDeletion")
+
+    async def _remove_finalizer(self, res: Resource, ns: str | None, name: str, fin: str) -> None:
+        for _ in range(10):
+            try:
+                cur = await self.store.get(res.key(ns, name))
+            except KeyNotFound:
+                return
+            new = copy.deepcopy(cur)
+            new["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers", []) if f != fin]
+            if not new["metadata"]["finalizers"]:
+                del new["metadata"]["finalizers"]
+            try:
+                await self._store_update(res, cur, new, WriteOptions(), revision_of(cur))
+                return
+            except ApiError as e:
+                if e.code != 409:
+                    return
+
+    def _after_delete(self, res: Resource, gone: dict, policy: str) -> None:
+        if policy == "Orphan":
+            self._spawn(self._orphan_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"]))
+        else:
+            self._spawn(self._collect_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"]))
+
+    async def _dependents(self, ns: str | None, uid: str) -> list[tuple[Resource, dict]]:
+        out = []
+        for r in RESOURCES:
+            if r.group == "events.k8s.io":
+                continue
+            if r.namespaced and not ns:
+                prefix = r.key(None)
+            elif r.namespaced:
+                prefix = r.key(ns)
+            else:
+                prefix = r.key(None)
+            items, _ = await self.store.list(prefix)
+            for o in items:
+                if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences", [])):
+                    out.append((r, o))
+        return out
+
+    async def _collect_dependents(self, ns: str | None, uid: str) -> None:
+        """Background cascading deletion: dependents whose every owner is gone are deleted."""
+        for dres, dep in await self._dependents(ns, uid):
+            refs = [r for r in dep["metadata"].get("ownerReferences", []) if r.get("uid") != uid]
+            try:
+                if refs:
+                    new = copy.deepcopy(dep)
+                    new["metadata"]["ownerReferences"] = refs
+                    await self._store_update(dres, dep, new, WriteOptions(), revision_of(dep))
+                else:
+                    await self.delete(dres, dep["metadata"].get("namespace"), dep["metadata"]["name"],
+                                      {"propagationPolicy": "Background"}, WriteOptions())
+            except ApiError:
+                pass
+
+    async def _orphan_dependents(self, ns: str | None, uid: str) -> None:
+        for dres, dep in await self._dependents(ns, uid):
+            new = copy.deepcopy(dep)
+            new["metadata"]["ownerReferences"] = [r for r in dep["metadata"].get("ownerReferences", [])
+                                                  if r.get("uid") != uid]
+            if not new["metadata"]["ownerReferences"]:
+                del new["metadata"]["ownerReferences"]
+            try:
+                await self._store_update(dres, dep, new, WriteOptions(), revision_of(dep))
+            except ApiError:
+                pass
+
+    async def delete_collection(self, res: Resource, ns: str | None, matches, options: dict,
+                                opts: WriteOptions) -> list[dict]:
+        items, _ = await self.list(res, ns)
+        out = []
+        for o in items:
+            if matches(o):
+                try:
+                    out.append(await self.delete(res, o["metadata"].get("namespace"), o["metadata"]["name"],
+                                                 options, opts))
+                except ApiError as e:
+                    if e.code != 404:
+                        raise
+        return out
+
+    # ------------------------------------------------------------------ namespaces
+
+    async def _delete_namespace(self, ns_obj: dict) -> dict:
+        res = get_resource("namespaces")
+        md = ns_obj["metadata"]
+        if md["name"] in SYSTEM_NAMESPACES:
+            raise errors.forbidden("namespaces", "", md["name"], "this namespace may not be deleted")
+        if md.get("deletionTimestamp"):
+            return ns_obj
+        new = copy.deepcopy(ns_obj)
+        new["metadata"]["deletionTimestamp"] = now_rfc3339()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        new["status"] = {"phase": "Terminating"}
+        out = await self.store.update(res.key(None, md["name"]), new, revision_of(ns_obj))
+        self._spawn(self._empty_namespace(md["name"]))
+        return out
+
+    async def _empty_namespace(self, ns: str) -> None:
+        """The namespace controller: delete everything in it, wait until it is gone, then the namespace."""
+        nsres = get_resource("namespaces")
+        for _ in range(1200):
+            remaining = 0
+            for r in RESOURCES:
+                if not r.namespaced or r.group == "events.k8s.io":
+                    continue
+                items, _ = await self.store.list(r.key(ns))
+                remaining += len(items)
+                for o in items:
+                    if o["metadata"].get("deletionTimestamp"):
+                        continue
+                    try:
+                        await self.delete(r, ns, o["metadata"]["name"], {"propagationPolicy": "Background"},
+                                          WriteOptions())
+                    except ApiError:
+                        pass
+            if not remaining:
+                break
+            await asyncio.sleep(0.5)
+        try:
+            cur = await self.store.get(nsres.key(None, ns))
+            await self.store.delete(nsres.key(None, ns))
+        except KeyNotFound:
+            pass
+
+    async def ensure_system_objects(self) -> None:
+        nsres = get_resource("namespaces")
+        for ns in SYSTEM_NAMESPACES:
+            try:
+                await self.store.get(nsres.key(None, ns))
+            except KeyNotFound:
+                await self.create(nsres, None, {"metadata": {"name": ns}}, WriteOptions())
+        # resume namespace deletions interrupted by a restart
+        items, _ = await self.store.list(nsres.key(None))
+        for o in items:
+            if o["metadata"].get("deletionTimestamp"):
+                self._spawn(self._empty_namespace(o["metadata"]["name"]))
+
+    # ------------------------------------------------------------------ services
+
+    async def _allocate_service(self, svc: dict, old: dict | None) -> None:
+        from tinykube.api import allocators
+        items, _ = await self.store.list(get_resource("services").key(None))
+        me = (svc["metadata"].get("namespace"), svc["metadata"]["name"])
+        used_ips: set[str] = set()
+        used_ports: set = set()
+        for o in items:
+            if (o["metadata"].get("namespace"), o["metadata"]["name"]) == me:
+                continue
+            spec = o.get("spec", {})
+            for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
+                if ip and ip != "None":
+                    used_ips.add(ip)
+            for p in spec.get("ports") or []:
+                if p.get("nodePort"):
+                    used_ports.add(p["nodePort"])
+            if spec.get("healthCheckNodePort"):
+                used_ports.add(spec["healthCheckNodePort"])
+        ips = allocators.ClusterIPAllocator(self.config.service_cidr, used_ips)
+        ports = allocators.NodePortAllocator(self.config.node_port_range, used_ports)
+        errs = allocators.allocate_service(svc, old, ips, ports)
+        if errs:
+            raise errors.invalid("Service", "", svc["metadata"]["name"], errs)
+
+    # ------------------------------------------------------------------ misc
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+
+def _spec_of(obj: dict):
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+
+
+def _same_object(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _parse_yaml_or_json(body: bytes) -> dict:
+    import yaml
+    try:
+        obj = yaml.safe_load(body)
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"error decoding YAML: {e}") from None
+    if not isinstance(obj, dict):
+        raise errors.bad_request("the body of an apply patch must be an object")
+    return obj
