@@ -159,6 +159,9 @@ class SqliteStore(Store):
         self._watchers: set[_Watcher] = set()
         self._dispatched = 0            # last revision handed to watchers (loop thread only)
         self._committed = 0             # last committed revision (writer thread writes it)
+        # Counters for benchmarks and tests: committed transactions and the write requests
+        # they carried (group commit makes the second much larger than the first).
+        self.stats = {"transactions": 0, "requests": 0}
         self._ready = threading.Event()
         self._init_error: BaseException | None = None
         self._wq: queue.SimpleQueue = queue.SimpleQueue()
@@ -337,6 +340,8 @@ class SqliteStore(Store):
             self._post(self._answer, [(req.future, False, err) for req in batch])
             return
         self._committed = ctx.revision
+        self.stats["transactions"] += 1
+        self.stats["requests"] += len(batch)
         self._post(self._after_commit, results, ctx.changes)
 
     def _reader_main(self) -> None:
