@@ -76,8 +76,12 @@ def prepare_host(cluster: ClusterConfig) -> None:
     """The guard first, then the local route for the service CIDR: from this moment no packet for
     a cluster range can leave through an interface tinykube did not make."""
     from tinykube.net import guard, routes
-    guard.install(cluster)
+    guard.install_guard(cluster.name, cluster_ranges(cluster))
     routes.add_local_route(cluster.service_cidr)
+
+
+def cluster_ranges(cluster: ClusterConfig) -> list[str]:
+    return [c for c in (cluster.pod_cidr, cluster.service_cidr, cluster.lb_pool) if c]
 
 
 def up(wanted: ClusterConfig, timeout: int) -> None:
@@ -181,7 +185,7 @@ def remove_host_state(cluster: ClusterConfig) -> None:
             _run("nft", "delete", "table", parts[1], parts[2])
     _kill_leftovers(cluster)
     routes.remove_local_route(cluster.service_cidr)
-    guard.remove(cluster)
+    guard.remove_guard(cluster.name)
 
 
 def _kill_leftovers(cluster: ClusterConfig) -> None:
