@@ -41,3 +41,17 @@ def endpointslice(ns: str, name: str, svc: str, endpoints, ports=(("http", 80, "
             "addressType": address_type,
             "endpoints": list(endpoints),
             "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports]}
+
+
+def ask(handler, name: str, rdtype: str = "A", *, tcp: bool = False, payload: int | None = None,
+        want_dnssec: bool = False):
+    """Answer a dnspython query through a Handler without sockets (zone-level tests);
+    returns the parsed dnspython response."""
+    import dns.message
+    q = dns.message.make_query(name, rdtype, use_edns=payload is not None,
+                               payload=payload or 512, want_dnssec=want_dnssec)
+    r = handler.answer(q.to_wire(), tcp)
+    if r is None:
+        return None
+    assert isinstance(r, bytes), "an in-zone answer must not need the network"
+    return dns.message.from_wire(r)
