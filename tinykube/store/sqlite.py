@@ -6,7 +6,7 @@ it read a consistent snapshot while the writer commits). Coroutines hand work to
 through a queue and await a future that the thread resolves with `call_soon_threadsafe`.
 
 Group commit. The writer thread takes every request waiting in its queue and runs them all in
-one transaction (each in its own SAVEPOINT, so one failing request does not disturb the
+one transaction (a request that fails its checks writes nothing, so it does not disturb the
 others), then commits once: one fsync for the whole batch. Requests that arrive while that
 commit is being synced wait in the queue and form the next batch. Each caller gets its own
 result or exception, and only after the commit is on disk.
@@ -236,6 +236,7 @@ class SqliteStore(Store):
             conn.executescript(_SCHEMA)
             self._committed = self._meta(conn, "revision")
             self._dispatched = self._committed
+            self._compacted = self._meta(conn, "compacted")   # writer thread only
         except BaseException as e:  # noqa: BLE001 - reported to every caller
             self._init_error = e
             self._ready.set()
@@ -304,31 +305,31 @@ class SqliteStore(Store):
 
     def _run_write_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         start = self._committed
-        ctx = _WriteCtx(conn, start)
+        ctx = _WriteCtx(conn, start, self._compacted)
         results: list[tuple[asyncio.Future, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for req in batch:
-                rev_before = ctx.revision
-                nchanges = len(ctx.changes)
-                conn.execute("SAVEPOINT op")
+                # Operations check first and write last, so an error they raise (KeyExists,
+                # a mismatch, an object that is not JSON) leaves nothing behind; an SQLite
+                # error aborts the whole batch below.
                 try:
                     value = req.fn(ctx, *req.args)
+                except sqlite3.Error:
+                    raise
                 except BaseException as e:  # noqa: BLE001 - goes to the caller
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    ctx.revision = rev_before
-                    del ctx.changes[nchanges:]
                     results.append((req.future, False, e))
                 else:
-                    conn.execute("RELEASE op")
                     results.append((req.future, True, value))
             if ctx.revision != start:
+                conn.executemany("INSERT INTO changes(revision, type, key, value) "
+                                 "VALUES (?,?,?,?)", ctx.changes)
                 conn.execute("UPDATE meta SET value=? WHERE name='revision'", (ctx.revision,))
                 horizon = ctx.revision - self.keep_history
-                if horizon > self._meta(conn, "compacted"):
+                if horizon > ctx.compacted:
                     conn.execute("DELETE FROM changes WHERE revision <= ?", (horizon,))
                     conn.execute("UPDATE meta SET value=? WHERE name='compacted'", (horizon,))
+                    ctx.compacted = horizon
             conn.execute("COMMIT")
         except BaseException as e:  # noqa: BLE001 - the whole batch failed to commit
             try:
@@ -340,6 +341,7 @@ class SqliteStore(Store):
             self._post(self._answer, [(req.future, False, err) for req in batch])
             return
         self._committed = ctx.revision
+        self._compacted = ctx.compacted
         self.stats["transactions"] += 1
         self.stats["requests"] += len(batch)
         self._post(self._after_commit, results, ctx.changes)
@@ -386,11 +388,13 @@ class SqliteStore(Store):
 
     @staticmethod
     def _w_create(ctx: "_WriteCtx", key: str, obj: dict) -> dict:
-        if ctx.conn.execute("SELECT 1 FROM kv WHERE key=?", (key,)).fetchone():
-            raise KeyExists(key)
         rev = ctx.revision + 1
         text = _stamp(obj, rev)
-        ctx.conn.execute("INSERT INTO kv(key, value, revision) VALUES (?,?,?)", (key, text, rev))
+        try:
+            ctx.conn.execute("INSERT INTO kv(key, value, revision) VALUES (?,?,?)",
+                             (key, text, rev))
+        except sqlite3.IntegrityError:   # the statement failed whole: nothing was written
+            raise KeyExists(key) from None
         ctx.record(rev, "ADDED", key, text)
         return json.loads(text)
 
@@ -424,9 +428,10 @@ class SqliteStore(Store):
         if revision > ctx.revision:
             raise ValueError(f"cannot compact at future revision {revision} "
                              f"(current revision {ctx.revision})")
-        if revision > self._meta(ctx.conn, "compacted"):
+        if revision > ctx.compacted:
             ctx.conn.execute("DELETE FROM changes WHERE revision <= ?", (revision,))
             ctx.conn.execute("UPDATE meta SET value=? WHERE name='compacted'", (revision,))
+            ctx.compacted = revision
 
     # ------------------------------------------------------------------ read operations
     # (run in the reader thread)
@@ -580,15 +585,15 @@ class SqliteStore(Store):
 class _WriteCtx:
     """State of one write batch: the connection, the revision counter, the changes made."""
 
-    __slots__ = ("conn", "revision", "changes")
+    __slots__ = ("conn", "revision", "compacted", "changes")
 
-    def __init__(self, conn: sqlite3.Connection, revision: int):
+    def __init__(self, conn: sqlite3.Connection, revision: int, compacted: int):
         self.conn = conn
         self.revision = revision
+        self.compacted = compacted
         self.changes: list[tuple[int, str, str, str]] = []
 
     def record(self, rev: int, typ: str, key: str, text: str) -> None:
-        self.conn.execute("INSERT INTO changes(revision, type, key, value) VALUES (?,?,?,?)",
-                          (rev, typ, key, text))
+        """Note a change; the batch writes all of them to `changes` before it commits."""
         self.revision = rev
         self.changes.append((rev, typ, key, text))
