@@ -42,5 +42,47 @@ class AgentStreams:
 
     async def handle(self, request: web.Request, sub: str, pod: dict) -> web.StreamResponse:
         from . import streams
+        md = pod["metadata"]
+        kw = {"namespace": md["namespace"], "pod": md["name"]}
+        if sub != "portforward":
+            kw["container"] = self.container(pod, request.query.get("container"))
+        if sub == "log":
+            self.check_log_ready(pod, kw["container"], request.query.get("previous") in ("true", "1"))
         url = await self.agent_url(pod)
-        return await streams.handle(request, sub, pod, url, self.session)
+        handler = {"exec": streams.handle_exec, "attach": streams.handle_attach,
+                   "portforward": streams.handle_portforward, "log": streams.proxy_logs}.get(sub)
+        if handler is None:
+            raise errors.method_not_allowed()
+        return await handler(request, url, self.session, **kw)
+
+    @staticmethod
+    def container(pod: dict, wanted: str | None) -> str:
+        names = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
+        name = pod["metadata"]["name"]
+        if not wanted:
+            wanted = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
+            if not wanted:
+                if len(names) != 1:
+                    raise errors.bad_request(
+                        f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
+                wanted = names[0]
+        if wanted not in names:
+            raise errors.bad_request(f"container {wanted} is not valid for pod {name}")
+        return wanted
+
+    @staticmethod
+    def check_log_ready(pod: dict, container: str, previous: bool) -> None:
+        """Logs of a container that never started are a 400, worded as the kubelet words it."""
+        name = pod["metadata"]["name"]
+        for st in pod.get("status", {}).get("containerStatuses", []) or []:
+            if st.get("name") != container:
+                continue
+            if previous and not st.get("lastState", {}).get("terminated"):
+                raise errors.bad_request(
+                    f'previous terminated container "{container}" in pod "{name}" not found')
+            waiting = st.get("state", {}).get("waiting")
+            if waiting and not st.get("lastState", {}).get("terminated") and not previous:
+                raise errors.bad_request(
+                    f'container "{container}" in pod "{name}" is waiting to start: {waiting.get("reason", "")}')
+            return
+        raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
