@@ -198,3 +198,21 @@ def test_scale_and_delete_options():
     assert unknown_fields("v1", "DeleteOptions",
                           {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background",
                            "gracePeriodSeconds": 0}) == []
+
+
+def test_duplicate_fields_from_raw_body():
+    body = (b'{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","name":"b","unknownMeta":1},'
+            b'"spec":{"unknown1":1,"paused":true,"paused":false,'
+            b'"template":{"spec":{"containers":[{"name":"c","unknownNested":1,"image":"x","image":"y"}]}}}}')
+    obj = json.loads(body)
+    err, _ = strict_error("apps/v1", "Deployment", obj, "Strict", body=body)
+    assert err.message == (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'duplicate field "metadata.name", unknown field "metadata.unknownMeta", unknown field "spec.unknown1", '
+        'duplicate field "spec.paused", unknown field "spec.template.spec.containers[0].unknownNested", '
+        'duplicate field "spec.template.spec.containers[0].image"')
+    obj = json.loads(body)
+    err, warns = strict_error("apps/v1", "Deployment", obj, "Warn", body=body)
+    assert err is None and warns[0] == 'duplicate field "metadata.name"' and len(warns) == 6
+    assert "unknownMeta" not in obj["metadata"]
+    assert fields.strict_problems("v1", "ConfigMap", b'{"data":{"a":"1","a":"2"}}') == ['duplicate field "data.a"']

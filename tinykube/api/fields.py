@@ -102,6 +102,70 @@ def _walk_unknown(value: Any, t: str | None, path: str, out: list[str]) -> None:
         _walk_unknown(v, ft, sub, out)
 
 
+class _Pairs(dict):
+    """A decoded JSON object that remembers its keys in document order, duplicates included."""
+    order: list[tuple[str, bool]]
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Pairs:
+    d = _Pairs()
+    d.order = []
+    for k, v in pairs:
+        d.order.append((k, k in d))
+        d[k] = v
+    return d
+
+
+def _walk_problems(value: Any, t: str | None, path: str, out: list[str]) -> None:
+    """Like _walk_unknown, but over a _Pairs tree: reports duplicate and unknown fields in
+    document order, as sigs.k8s.io/json's strict decoder does."""
+    if value is None:
+        return
+    if t is not None and t.startswith("[]"):
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _walk_problems(item, t[2:], f"{path}[{i}]", out)
+        return
+    if not isinstance(value, _Pairs):
+        return
+    if t is not None and t.startswith("map["):
+        inner = t[4:-1]
+        for k, dup in value.order:
+            sub = f"{path}.{k}" if path else k
+            if dup:
+                out.append(f'duplicate field "{sub}"')
+            elif is_struct(inner) or inner.startswith(("[]", "map[")):
+                _walk_problems(value[k], inner, sub, out)
+        return
+    fields = type_fields(t) if t and is_struct(t) else None
+    for k, dup in value.order:
+        sub = f"{path}.{k}" if path else k
+        if dup:
+            out.append(f'duplicate field "{sub}"')
+            continue
+        if fields is None:      # free-form object or unknown kind: only duplicates count
+            continue
+        ft = fields.get(k)
+        if ft is None:
+            out.append(f'unknown field "{sub}"')
+        else:
+            _walk_problems(value[k], ft, sub, out)
+
+
+def strict_problems(api_version: str, kind: str, body: bytes | str) -> list[str]:
+    """`duplicate field "..."` and `unknown field "..."` entries for a raw JSON body, in
+    document order (the pieces of a strict decoding error). Duplicate keys are only visible in
+    the raw body. Unknown kinds: duplicates only."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, (bytes, bytearray)) else body
+    try:
+        tree = json.loads(text, object_pairs_hook=_pairs_hook)
+    except ValueError:
+        return []
+    out: list[str] = []
+    _walk_problems(tree, root_type(api_version, kind), "", out)
+    return out
+
+
 def unknown_fields(api_version: str, kind: str, obj: dict) -> list[str]:
     """Paths of fields the kind does not have, in document order. Unknown kinds: []."""
     t = root_type(api_version, kind)
@@ -289,12 +353,13 @@ def decode_error(api_version: str, kind: str, detail: str) -> errors.ApiError:
         f'{kind} in version "{_version(api_version)}" cannot be handled as a {kind}: {detail}')
 
 
-def strict_error(api_version: str, kind: str, obj: dict, mode: str | None
-                 ) -> tuple[errors.ApiError | None, list[str]]:
+def strict_error(api_version: str, kind: str, obj: dict, mode: str | None,
+                 body: bytes | str | None = None) -> tuple[errors.ApiError | None, list[str]]:
     """Apply fieldValidation `mode` (Strict, Warn, Ignore; None/"" means Warn, the server
     default for requests without the parameter). Returns (error to raise or None, warnings).
     Unless the result is an error, unknown fields are removed from `obj` in place (a Go struct
-    cannot hold them, so Kubernetes never stores them). Type errors are 400 in every mode."""
+    cannot hold them, so Kubernetes never stores them). Type errors are 400 in every mode.
+    Pass the raw JSON `body` (the one `obj` was decoded from) to also report duplicate fields."""
     terr = type_error(api_version, kind, obj)
     if terr:
         return decode_error(api_version, kind, terr), []
@@ -303,13 +368,17 @@ def strict_error(api_version: str, kind: str, obj: dict, mode: str | None
         return errors.bad_request(
             f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'), []
     unknown = unknown_fields(api_version, kind, obj)
+    problems = [f'unknown field "{p}"' for p in unknown]
+    if body is not None:
+        from_body = strict_problems(api_version, kind, body)
+        if any(p.startswith("duplicate") for p in from_body):
+            problems = from_body
     if mode == "Strict":
-        if unknown:
-            detail = "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
-            return decode_error(api_version, kind, detail), []
+        if problems:
+            return decode_error(api_version, kind, "strict decoding error: " + ", ".join(problems)), []
         return None, []
     if unknown:
         drop_unknown_fields(api_version, kind, obj)
     if mode == "Warn":
-        return None, [f'unknown field "{p}"' for p in unknown]
+        return None, problems
     return None, []
