@@ -125,7 +125,16 @@ def pod_object(ns: str, name: str) -> dict:
 
 
 def make_api_app(agent_url: str, holder: dict) -> web.Application:
-    app = web.Application()
+    @web.middleware
+    async def record(request, handler):
+        # which transport each stream request used: (kind, method, Upgrade, Sec-WebSocket-Protocol)
+        kind = request.path.rsplit("/", 1)[-1]
+        if kind in ("exec", "attach", "portforward"):
+            holder.setdefault("log", []).append((kind, request.method, request.headers.get("Upgrade", ""),
+                                                 request.headers.get("Sec-WebSocket-Protocol", "")))
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
 
     async def version(_):
         return web.json_response({"major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "x",
@@ -260,6 +269,9 @@ class Cluster:
         self.call(self._stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+    def transports(self) -> list[tuple[str, str, str, str]]:
+        return list(self.holder.get("log", []))
 
     def kubectl_args(self, minor: int, *args: str) -> list[str]:
         return [kubectl_path(minor), f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.cache}", *args]

@@ -8,13 +8,20 @@ import subprocess
 import pytest
 
 VERSIONS = [27, 33]
+ALL_VERSIONS = [27, 28, 29, 30, 31, 32, 33]
 
 
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_exec_echo(cluster, minor):
+    n = len(cluster.transports())
     r = cluster.kubectl(minor, "exec", "p1", "--", "echo", "hi")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"hi\n"
+    used = cluster.transports()[n:]
+    if minor == 27:
+        assert used == [("exec", "POST", "SPDY/3.1", "")]
+    else:  # no fallback happened
+        assert used == [("exec", "GET", "websocket", "v5.channel.k8s.io")]
 
 
 @pytest.mark.parametrize("minor", VERSIONS)
@@ -25,7 +32,7 @@ def test_exec_stderr_is_separate(cluster, minor):
     assert b"err\n" in r.stderr
 
 
-@pytest.mark.parametrize("minor", VERSIONS)
+@pytest.mark.parametrize("minor", ALL_VERSIONS)
 def test_exec_exit_code(cluster, minor):
     r = cluster.kubectl(minor, "exec", "p1", "--", "sh", "-c", "exit 3")
     assert r.returncode == 3
@@ -92,8 +99,14 @@ def _port_forward(cluster, minor, env=None):
 @pytest.mark.parametrize("minor,env", [(27, None), (33, None),
                                        (33, {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})])
 def test_port_forward_curl(cluster, minor, env):
+    n = len(cluster.transports())
     p, local = _port_forward(cluster, minor, env)
     try:
+        used = cluster.transports()[n:]
+        if minor == 33 and env is None:
+            assert used == [("portforward", "GET", "websocket", "SPDY/3.1+portforward.k8s.io")]
+        else:
+            assert used == [("portforward", "POST", "SPDY/3.1", "")]
         for _ in range(3):  # several connections over the one upgraded session
             r = subprocess.run(["curl", "-s", "--max-time", "30", f"http://127.0.0.1:{local}/"],
                                capture_output=True, timeout=60)
@@ -134,3 +147,15 @@ def test_websocket_on_129(cluster):
                         env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true"})
     assert r.stdout == b"ws\n"
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("minor", ALL_VERSIONS)
+def test_port_forward_every_version(cluster, minor):
+    p, local = _port_forward(cluster, minor)
+    try:
+        r = subprocess.run(["curl", "-s", "--max-time", "30", f"http://127.0.0.1:{local}/"],
+                           capture_output=True, timeout=60)
+        assert r.stdout == b"hello from the pod\n"
+    finally:
+        p.kill()
+        p.wait()

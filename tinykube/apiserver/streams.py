@@ -384,6 +384,12 @@ async def _exec_websocket(request: web.Request, agent_url: str, session: aiohttp
     attach = kind == "attach"
 
     async def client_to_agent() -> None:
+        try:
+            await _client_to_agent()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _client_to_agent() -> None:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 data = msg.data
@@ -461,6 +467,12 @@ async def _exec_spdy(request: web.Request, agent_url: str, session: aiohttp.Clie
                     got_all.set()
 
         async def resize_pump(s: SpdyStream) -> None:
+            try:
+                await _resize_pump(s)
+            except (ConnectionError, RuntimeError):
+                pass
+
+        async def _resize_pump(s: SpdyStream) -> None:
             buf, dec = "", json.JSONDecoder()
             while True:
                 data = await s.read()
@@ -478,6 +490,12 @@ async def _exec_spdy(request: web.Request, agent_url: str, session: aiohttp.Clie
                         await agent.send_bytes(bytes((CH_RESIZE,)) + json.dumps(obj).encode())
 
         async def stdin_pump(s: SpdyStream) -> None:
+            try:
+                await _stdin_pump(s)
+            except (ConnectionError, RuntimeError):
+                pass
+
+        async def _stdin_pump(s: SpdyStream) -> None:
             while True:
                 data = await s.read()
                 if agent.closed:
@@ -647,6 +665,12 @@ async def _relay_agent(agent: aiohttp.ClientWebSocketResponse,
     """Relay one forwarded TCP connection until the agent side ends it."""
 
     async def to_agent() -> None:
+        try:
+            await _to_agent()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _to_agent() -> None:
         while True:
             chunk = await read()
             if agent.closed:

@@ -150,6 +150,13 @@ def _close_stdin(proc: Process) -> None:
 
 async def _read_client(ws: web.WebSocketResponse, proc: Process) -> None:
     """Client -> process: stdin bytes, resize, close-channel. Returns when the client is gone."""
+    try:
+        await _read_client_loop(ws, proc)
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def _read_client_loop(ws: web.WebSocketResponse, proc: Process) -> None:
     async for msg in ws:
         if msg.type != WSMsgType.BINARY or not msg.data:
             continue
@@ -266,6 +273,12 @@ async def portforward_handler(request: web.Request) -> web.StreamResponse:
         return ws
 
     async def up() -> None:  # pod -> client
+        try:
+            await _up()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _up() -> None:
         while True:
             try:
                 data = await reader.read(READ_CHUNK)
@@ -276,6 +289,12 @@ async def portforward_handler(request: web.Request) -> web.StreamResponse:
             await ws.send_bytes(data)
 
     async def down() -> None:  # client -> pod
+        try:
+            await _down()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _down() -> None:
         async for msg in ws:
             if msg.type != WSMsgType.BINARY:
                 continue
