@@ -118,7 +118,15 @@ def parse_answer(msg: bytes, qid: int, question: bytes) -> Answer | None:
         cache_ttl = neg_ttl
     else:
         cache_ttl = 0
-    a.expires = a.stored + min(cache_ttl, 30)
+    cache_ttl = min(cache_ttl, 30)
+    a.expires = a.stored + cache_ttl
+    if cache_ttl > 0 and offsets:
+        # like CoreDNS's cache, clients never see a TTL longer than the cache keeps it
+        body = bytearray(a.body)
+        for off in offsets:
+            if off + 4 <= len(body) and W.U32.unpack_from(body, off)[0] > cache_ttl:
+                W.U32.pack_into(body, off, cache_ttl)
+        a.body = bytes(body)
     return a
 
 
