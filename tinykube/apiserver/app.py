@@ -91,6 +91,11 @@ def write_options(request: web.Request) -> WriteOptions:
 
 
 async def read_body(request: web.Request, res: Resource | None) -> dict:
+    return (await read_body_raw(request, res))[0]
+
+
+async def read_body_raw(request: web.Request, res: Resource | None) -> tuple[dict, bytes | None]:
+    """The decoded object and, for JSON bodies, the raw bytes (duplicate-field detection)."""
     raw = await request.read()
     ctype = (request.content_type or "application/json").lower()
     if ctype == "application/vnd.kubernetes.protobuf":
@@ -99,7 +104,7 @@ async def read_body(request: web.Request, res: Resource | None) -> dict:
         except ImportError:
             raise errors.ApiError(415, "UnsupportedMediaType",
                                   "protobuf request bodies are not supported by this server; use JSON", {}) from None
-        return protobuf.decode(raw, res)
+        return protobuf.decode(raw, res), None
     if ctype in ("application/yaml", "application/x-yaml", "application/apply-patch+yaml"):
         try:
             obj = yaml.safe_load(raw)
@@ -119,7 +124,7 @@ async def read_body(request: web.Request, res: Resource | None) -> dict:
         raise errors.bad_request(
             f"{what} cannot be handled as a {res.kind if res else 'object'}: json: cannot unmarshal "
             f"{_json_type(obj)} into Go value of type struct")
-    return obj
+    return obj, (raw if ctype not in ("application/yaml", "application/x-yaml") else None)
 
 
 def _json_error(e: Exception) -> str:
@@ -399,9 +404,9 @@ class Api:
 
     async def _decode_checked(self, request, res: Resource, opts: WriteOptions) -> dict:
         from tinykube.api import fields
-        obj = await read_body(request, res)
+        obj, raw = await read_body_raw(request, res)
         check_kind(res, obj)
-        err, warnings = fields.strict_error(res.api_version, res.kind, obj, opts.field_validation)
+        err, warnings = fields.strict_error(res.api_version, res.kind, obj, opts.field_validation, body=raw)
         if err:
             raise err
         opts.warnings.extend(warnings)
