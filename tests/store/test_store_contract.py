@@ -188,12 +188,19 @@ async def test_list_is_atomic_with_its_revision(store_factory):
                 name = f"w{w}-{i:03d}"
                 created[PODS + name] = revision_of(await s.create(PODS + name, pod(name)))
 
+        writing = True
+
+        async def writers():
+            nonlocal writing
+            await asyncio.gather(*[writer(w) for w in range(5)])
+            writing = False
+
         async def lister():
-            for _ in range(30):
+            while writing:
                 snapshots.append(await s.list(PODS))
                 await asyncio.sleep(0)
 
-        await asyncio.gather(*[writer(w) for w in range(5)], lister(), lister())
+        await asyncio.gather(writers(), lister(), lister())
         assert len(created) == 200
         assert any(0 < len(items) < 200 for items, _ in snapshots), "lists ran during writes"
         for items, rev in snapshots:
@@ -424,3 +431,42 @@ async def test_separate_storages_are_independent(store_factory):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_returned_objects_are_the_callers_own(store_factory):
+    s = store_factory()
+    try:
+        obj = pod("a", spec={"list": [1]})
+        created = await s.create(PODS + "a", obj)
+        obj["spec"]["list"].append(2)
+        created["spec"]["list"].append(3)
+        got = await s.get(PODS + "a")
+        assert got["spec"] == {"list": [1]}
+        got["metadata"]["name"] = "changed"
+        items, _ = await s.list(PODS)
+        assert items[0]["metadata"]["name"] == "a"
+        items[0]["spec"]["list"].clear()
+        ev = await s.watch(PODS, 0).__anext__()
+        assert ev.object["spec"] == {"list": [1]}
+        ev.object["spec"]["list"].clear()
+        assert (await s.get(PODS + "a"))["spec"] == {"list": [1]}
+    finally:
+        await s.close()
+
+
+async def test_compact_bounds(store_factory):
+    s = store_factory()
+    try:
+        await s.create(PODS + "a", pod("a"))
+        await s.create(PODS + "b", pod("b"))
+        with pytest.raises(ValueError):
+            await s.compact(5)
+        await s.compact(1)
+        await s.compact(1)      # again, and below the horizon: nothing to do
+        await s.compact(0)
+        with pytest.raises(Expired):
+            await s.watch("/", 0).__anext__()
+        ev = await s.watch("/", 1).__anext__()
+        assert ev.revision == 2
+    finally:
+        await s.close()

@@ -132,18 +132,6 @@ async def test_automatic_compaction_keeps_the_latest_changes(tmp_path):
     await s.close()
 
 
-async def test_compact_at_a_future_revision_is_refused(tmp_path):
-    s = SqliteStore(tmp_path / "s.db")
-    await s.create("/k", {})
-    with pytest.raises(ValueError):
-        await s.compact(5)
-    await s.compact(1)
-    await s.compact(0)          # below the horizon: nothing to do
-    with pytest.raises(Expired):
-        await take(s.watch("/", 0), 1)
-    await s.close()
-
-
 async def test_slow_watcher_blocks_nobody_and_catches_up(tmp_path):
     s = SqliteStore(tmp_path / "s.db", watch_queue=5)
     slow = s.watch(PODS, 0)

@@ -3,7 +3,9 @@
 The store knows nothing about kinds: it keeps JSON objects (dicts) under string keys such as
 `/registry/core/services/default/web`, and one global revision counter. Every write gets the
 next revision, which the store writes into the object's `metadata.resourceVersion` (as a decimal
-string) before it returns it. A write is durable before the call returns.
+string) before it returns it. A write is durable before the call returns. A write that fails
+(KeyExists, KeyNotFound, RevisionMismatch) changes nothing and consumes no revision. Objects
+returned or yielded are the caller's own: mutating them never changes the store.
 
 Watch: `watch(prefix, since)` yields every change to a key under `prefix` with a revision
 greater than `since`, first from history, then live, in revision order. If `since` is older
@@ -67,7 +69,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete(self, key: str, expected_revision: int | None = None) -> dict:
-        """Remove an object; returns its last state stamped with the deletion's revision."""
+        """Remove an object; returns its last state stamped with the deletion's revision.
+        KeyNotFound if absent; RevisionMismatch as for update."""
 
     @abc.abstractmethod
     async def get(self, key: str) -> dict:
@@ -90,7 +93,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
-        """Forget history at or below revision; watches from before it get Expired."""
+        """Forget history at or below revision; watches from before it get Expired.
+        Compacting at or below an earlier compaction does nothing; a revision above the
+        current revision is a ValueError."""
 
     @abc.abstractmethod
     async def close(self) -> None:

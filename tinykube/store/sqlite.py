@@ -236,7 +236,6 @@ class SqliteStore(Store):
             conn.executescript(_SCHEMA)
             self._committed = self._meta(conn, "revision")
             self._dispatched = self._committed
-            self._compacted = self._meta(conn, "compacted")   # writer thread only
         except BaseException as e:  # noqa: BLE001 - reported to every caller
             self._init_error = e
             self._ready.set()
@@ -304,11 +303,13 @@ class SqliteStore(Store):
         return conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
 
     def _run_write_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
-        start = self._committed
-        ctx = _WriteCtx(conn, start, self._compacted)
         results: list[tuple[asyncio.Future, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # Read under the write lock (cheap), so the counter stays right even if another
+            # process wrote to the file.
+            start = self._meta(conn, "revision")
+            ctx = _WriteCtx(conn, start, self._meta(conn, "compacted"))
             for req in batch:
                 # Operations check first and write last, so an error they raise (KeyExists,
                 # a mismatch, an object that is not JSON) leaves nothing behind; an SQLite
@@ -341,7 +342,6 @@ class SqliteStore(Store):
             self._post(self._answer, [(req.future, False, err) for req in batch])
             return
         self._committed = ctx.revision
-        self._compacted = ctx.compacted
         self.stats["transactions"] += 1
         self.stats["requests"] += len(batch)
         self._post(self._after_commit, results, ctx.changes)
