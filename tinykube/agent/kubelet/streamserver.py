@@ -350,17 +350,13 @@ def _parse_ts(s: str) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def _fmt_ts(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
 class _LogFormatter:
     """Turns raw log-file bytes into the lines `kubectl logs` prints."""
 
     def __init__(self, timestamps: bool, since: datetime | None) -> None:
         self.timestamps, self.since = timestamps, since
         self._partial: bytes = b""
-        self._partial_ts: datetime | None = None
+        self._partial_ts: tuple[datetime | None, bytes | None] | None = None
         self._rest = b""
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -369,17 +365,20 @@ class _LogFormatter:
         out = []
         for line in lines:
             ts, text, partial = parse_cri_line(line)
+            raw_ts = line.split(b" ", 1)[0] if ts is not None else None  # printed as stored
             if partial:
                 if not self._partial:
-                    self._partial_ts = ts
+                    self._partial_ts = (ts, raw_ts)
                 self._partial += text
                 continue
             if self._partial:
-                text, ts = self._partial + text, self._partial_ts or ts
+                text = self._partial + text
+                if self._partial_ts and self._partial_ts[0] is not None:
+                    ts, raw_ts = self._partial_ts
                 self._partial, self._partial_ts = b"", None
             if self.since is not None and ts is not None and ts < self.since:
                 continue
-            prefix = (_fmt_ts(ts) + " ").encode() if self.timestamps and ts is not None else b""
+            prefix = raw_ts + b" " if self.timestamps and raw_ts else b""
             out.append(prefix + text + b"\n")
         return out
 
