@@ -77,6 +77,9 @@ for _ in range(n):
                 out.append(s.makefile().readline().strip())
         else:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                if mode.startswith("udp:"):        # udp:<source port>: one flow throughout
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("0.0.0.0", int(mode[4:])))
                 s.settimeout(5); s.connect((host, port)); s.send(b"x")
                 out.append(s.recv(512).decode())
     except ConnectionRefusedError:
@@ -330,7 +333,11 @@ def test_nodeport_and_external_ips(topo):
         np = service("np", "10.96.0.25", type="NodePort",
                      ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080}])
         ex = service("ex", "10.96.0.26", externalIPs=["10.240.0.7"])
-        p = await started(topo, [np, ex], [eps_slice("np", ["p1", "p2"]), eps_slice("ex", ["p3"])])
+        lb = service("lb", "10.96.0.31", type="LoadBalancer",
+                     ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30082}])
+        lb["status"] = {"loadBalancer": {"ingress": [{"ip": "10.240.1.1"}]}}
+        p = await started(topo, [np, ex, lb], [eps_slice("np", ["p1", "p2"]), eps_slice("ex", ["p3"]),
+                                               eps_slice("lb", ["p2"])])
         try:
             for src in ("ext", "node", "p3"):
                 got = await topo.aclients(src, "tcp", NODE_IP, 30080, 20)
@@ -344,6 +351,9 @@ def test_nodeport_and_external_ips(topo):
             # only the listed address answers
             other = await topo.aclients("ext", "tcp", "10.240.0.8", 80, 1)
             assert other[0].startswith("ERR"), other
+            # a LoadBalancer ingress IP answers like an externalIP, and its node port too
+            assert names(await topo.aclients("ext", "tcp", "10.240.1.1", 80, 3)) == {"p2": 3}
+            assert names(await topo.aclients("ext", "tcp", NODE_IP, 30082, 3)) == {"p2": 3}
         finally:
             await p.stop(delete_rules=True)
     asyncio.run(body())
@@ -495,3 +505,62 @@ def test_teardown_removes_table_route_and_guard_last():
         assert sh("ip", "netns", "exec", n, "nft", "list", "ruleset").stdout.strip() == ""
     finally:
         t.destroy()
+
+
+def test_udp_flow_moves_when_its_endpoint_goes(topo):
+    async def body():
+        svc = service("u", "10.96.0.32", ports=[{"port": 53, "protocol": "UDP", "targetPort": 5353}])
+        ports = [{"name": "", "port": 5353, "protocol": "UDP"}]
+        p = await started(topo, [svc], [eps_slice("u", ["p1"], ports=ports)])
+        try:
+            assert names(await topo.aclients("p3", "udp:40123", "10.96.0.32", 53, 3)) == {"p1": 3}
+            p.on_slice_update(eps_slice("u", ["p1"], ports=ports), eps_slice("u", ["p2"], ports=ports))
+            await p.wait_applied()
+            # same 5-tuple: without the conntrack flush it would still go to p1 (still up)
+            assert names(await topo.aclients("p3", "udp:40123", "10.96.0.32", 53, 3)) == {"p2": 3}
+        finally:
+            await p.stop(delete_rules=True)
+    asyncio.run(body())
+
+
+def test_periodic_full_resync_repairs_the_table(topo):
+    async def body():
+        p = await started(topo, [service("rep", "10.96.0.33")], [eps_slice("rep", ["p2"])],
+                          full_sync_period=0.2)
+        try:
+            assert names(await topo.aclients("p1", "tcp", "10.96.0.33", 80, 2)) == {"p2": 2}
+            # someone empties the dispatch map behind the proxy's back
+            sh("ip", "netns", "exec", topo.node, "nft", "flush", "map", "ip", p.cfg.table,
+               "service-ips")
+            assert await topo.aclients("p1", "tcp", "10.96.0.33", 80, 1) == ["ERR:refused"]
+            n = p.syncs["full"]
+            while p.syncs["full"] < n + 2:
+                await asyncio.sleep(0.05)
+            assert names(await topo.aclients("p1", "tcp", "10.96.0.33", 80, 2)) == {"p2": 2}
+        finally:
+            await p.stop(delete_rules=True)
+    asyncio.run(body())
+
+
+def test_host_network_endpoint(topo):
+    """An endpoint on the node's own address (like the apiserver behind `kubernetes`)."""
+    async def body():
+        srv = subprocess.Popen(["ip", "netns", "exec", topo.node, PY, "-c", SERVER, "node"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert (await asyncio.to_thread(srv.stdout.readline)).strip() == "ready"
+            sl = eps_slice("api", [])
+            sl["endpoints"] = [{"addresses": [NODE_IP], "conditions": {"ready": True},
+                                "nodeName": "node1"}]
+            p = await started(topo, [service("api", "10.96.0.34",
+                                             ports=[{"port": 443, "protocol": "TCP"}])], [sl])
+            try:
+                for src in ("node", "p1", "ext"):
+                    got = await topo.aclients(src, "tcp", "10.96.0.34", 443, 2)
+                    assert names(got) == {"node": 2}, (src, got)
+            finally:
+                await p.stop(delete_rules=True)
+        finally:
+            srv.kill()
+            srv.wait()
+    asyncio.run(body())
