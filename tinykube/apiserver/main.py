@@ -36,7 +36,8 @@ async def ensure_cluster_services(registry: Registry, cluster: Cluster) -> None:
         ("kube-system", {"metadata": {"name": "kube-dns", "labels": {
             "k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
             "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
-            "spec": {"clusterIP": cluster.dns_ip, "selector": {"k8s-app": "kube-dns"},
+            # no selector: the dns component publishes its own address as the Endpoints
+            "spec": {"clusterIP": cluster.dns_ip,
                      "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                                {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}}),
