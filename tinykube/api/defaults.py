@@ -120,6 +120,12 @@ def patch_allocated_values(svc: dict, old: dict) -> None:
             spec["clusterIP"] = ospec["clusterIP"]
         if not _l(spec.get("clusterIPs")) and _l(ospec.get("clusterIPs")):
             spec["clusterIPs"] = list(ospec["clusterIPs"])
+        # tinykube choice: an omitted ipFamilies/ipFamilyPolicy keeps the allocated values too
+        # (Kubernetes does this in the allocator, after validation).
+        if not _l(spec.get("ipFamilies")) and _l(ospec.get("ipFamilies")):
+            spec["ipFamilies"] = list(ospec["ipFamilies"])
+        if spec.get("ipFamilyPolicy") is None and ospec.get("ipFamilyPolicy") is not None:
+            spec["ipFamilyPolicy"] = ospec["ipFamilyPolicy"]
     if _needs_node_port(ospec) and _needs_node_port(spec):
         def used(s: dict) -> set:
             return {p.get("nodePort") for p in _l(s.get("ports")) if isinstance(p, dict) and p.get("nodePort")}
