@@ -73,7 +73,9 @@ def method_not_allowed(message: str = "the server does not allow this method on 
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf', {})
+    return ApiError(415, "UnsupportedMediaType",
+                    f'the body of the request was in an unknown format ({content_type}) - accepted media types '
+                    'include: application/json, application/yaml, application/vnd.kubernetes.protobuf', {})
 
 
 def unauthorized() -> ApiError:

@@ -97,7 +97,8 @@ async def read_body(request: web.Request, res: Resource | None) -> dict:
 async def read_body_raw(request: web.Request, res: Resource | None) -> tuple[dict, bytes | None]:
     """The decoded object and, for JSON bodies, the raw bytes (duplicate-field detection)."""
     raw = await request.read()
-    ctype = (request.content_type or "application/json").lower()
+    # kubectl's scale client PUTs its JSON with no Content-Type at all
+    ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
     if ctype == "application/vnd.kubernetes.protobuf":
         try:
             from tinykube.api import protobuf
