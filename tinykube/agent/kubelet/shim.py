@@ -155,6 +155,18 @@ class Shim:
             pid = json.loads(info.decode() or "{}").get("child-pid")
         except ValueError:
             pass
+        # bwrap reports the child before it has built the mount namespace: wait
+        # until the child has exec'd the command so exec/nsenter see the final root
+        if pid:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        if not fh.read().startswith(b"bwrap\0"):
+                            break
+                except OSError:
+                    break
+                time.sleep(0.005)
         write_json(os.path.join(self.state, "shim.json"),
                    {"shimPid": os.getpid(), "pid": pid, "runnerPid": child.pid,
                     "startedAt": started})
