@@ -22,9 +22,6 @@ from tinykube.store.base import Event, Expired, KeyExists, KeyNotFound, Revision
 
 log = logging.getLogger(__name__)
 
-# Kinds whose metadata.generation tracks spec changes.
-_GENERATION_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress", "IngressClass",
-                     "Namespace", "Service", "Pod"}
 _STATUS_KINDS = {"Pod", "Service", "Node", "Namespace", "Deployment", "ReplicaSet", "StatefulSet",
                  "DaemonSet", "Ingress"}
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -111,10 +108,7 @@ class Registry:
         md["creationTimestamp"] = now_rfc3339()
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(k, None)
-        if res.kind in _GENERATION_KINDS:
-            md["generation"] = 1
-        else:
-            md.pop("generation", None)
+        md.pop("generation", None)  # defaulting sets it for the kinds that have one
         if res.kind == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
@@ -146,9 +140,9 @@ class Registry:
         except KeyExists:
             raise errors.already_exists(res.plural, res.group, md["name"]) from None
 
-    def _validate(self, res: Resource, obj: dict, old: dict | None) -> None:
+    def _validate(self, res: Resource, obj: dict, old: dict | None, subresource: str | None = None) -> None:
         from tinykube.api import validation
-        errs = validation.validate(res, obj, old)
+        errs = validation.validate(res, obj, old, subresource)
         if errs:
             raise errors.invalid(res.kind, res.group, obj.get("metadata", {}).get("name", ""), errs)
 
@@ -188,16 +182,13 @@ class Registry:
             new = merged
         else:
             self._carry_server_fields(res, current, new)
-        defaults.apply_defaults(res, new)
-        if res.kind in _GENERATION_KINDS and subresource != "status":
-            if _spec_of(current) != _spec_of(new):
-                new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        defaults.apply_defaults(res, new, current)
         if res.kind == "Service" and subresource != "status":
             async with self._svc_lock:
                 await self._allocate_service(new, current)
                 self._validate(res, new, current)
                 return await self._store_update(res, current, new, opts, expected_rv)
-        self._validate(res, new, current)
+        self._validate(res, new, current, subresource)
         return await self._store_update(res, current, new, opts, expected_rv)
 
     def _carry_server_fields(self, res: Resource, current: dict, new: dict) -> None:
@@ -597,10 +588,6 @@ class Registry:
         t = asyncio.get_running_loop().create_task(coro)
         self._bg.add(t)
         t.add_done_callback(self._bg.discard)
-
-
-def _spec_of(obj: dict):
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
 
 
 def _same_object(a: dict, b: dict) -> bool:

@@ -102,9 +102,11 @@ def up(wanted: ClusterConfig, timeout: int) -> None:
         for c in COMPONENTS:
             cluster.clear_ready(c)
         with open(logs / "supervisor.log", "ab") as out:
-            subprocess.Popen([sys.executable, "-m", "tinykube.cli.main", "supervise", "--data-dir",
+            proc = subprocess.Popen([sys.executable, "-m", "tinykube.cli.main", "supervise", "--data-dir",
                               str(cluster.data_dir)], stdout=out, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        cluster.run_dir.mkdir(parents=True, exist_ok=True)
+        (cluster.run_dir / "supervisor.pid").write_text(str(proc.pid))
     _wait_ready(cluster, timeout)
     console.print(f"[green]cluster {cluster.name!r} is up[/green]")
     click.echo(str(kubeconfig))
@@ -181,7 +183,9 @@ def remove_host_state(cluster: ClusterConfig) -> None:
             _run("ip", "link", "del", link["ifname"])
     for line in _run("nft", "list", "tables").stdout.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2].startswith(cluster.nft_prefix) and not parts[2].endswith("-guard"):
+        bridge_guard = f"tinykube-{cluster.bridge}-guard"  # the node's forwarding guard (kubelet)
+        if len(parts) == 3 and (parts[2].startswith(cluster.nft_prefix) and not parts[2].endswith("-guard")
+                                or parts[2] == bridge_guard):
             _run("nft", "delete", "table", parts[1], parts[2])
     _kill_leftovers(cluster)
     routes.remove_local_route(cluster.service_cidr)

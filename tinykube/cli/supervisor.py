@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tinykube.cluster import ClusterConfig
 
@@ -86,7 +86,8 @@ class Supervisor:
 
     def write_state(self) -> None:
         state = {"pid": os.getpid(), "components": [
-            {k: v for k, v in asdict(c).items() if k != "proc"} for c in self.children]}
+            {"name": c.name, "pid": c.pid, "restarts": c.restarts, "last_exit": c.last_exit}
+            for c in self.children]}
         tmp = self.cluster.run_dir / "supervisor.json.tmp"
         tmp.write_text(json.dumps(state))
         tmp.replace(self.cluster.run_dir / "supervisor.json")
