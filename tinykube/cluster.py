@@ -54,6 +54,11 @@ class ClusterConfig:
         return str(next(net.subnets(new_prefix=24)) if net.prefixlen < 24 else net)
 
     @property
+    def node_gateway(self) -> str:
+        """The node's address on its pod bridge (.1 of the node's podCIDR)."""
+        return str(ipaddress.ip_network(self.node_pod_cidr).network_address + 1)
+
+    @property
     def short(self) -> str:
         """Five hex digits that identify the cluster in 15-character link names."""
         return hashlib.sha1(self.name.encode()).hexdigest()[:5]

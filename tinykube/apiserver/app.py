@@ -490,11 +490,9 @@ class Api:
         body = await read_body(request, None)
         if sub == "binding":
             target = (body.get("target") or {}).get("name")
-            pod = await self.registry.get(res, ns, name)
-            if pod["spec"].get("nodeName"):
-                raise errors.conflict(res.plural, res.group, name, f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
-            pod["spec"]["nodeName"] = target
-            await self.registry.update(res, ns, name, pod, WriteOptions())
+            if not target:
+                raise errors.invalid("Binding", "", name, [errors.FieldError("Required", "target.name")])
+            await self.registry.bind(ns, name, target)
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
         out = await self.registry.delete(res, ns, name, body.get("deleteOptions") or {}, WriteOptions())

@@ -298,6 +298,34 @@ class Registry:
     def _view(self, res: Resource, obj: dict, subresource: str | None) -> dict:
         return self.scale_of(res, obj) if subresource == "scale" else obj
 
+    # ------------------------------------------------------------------ binding
+
+    async def bind(self, ns: str, name: str, node: str) -> dict:
+        """pods/binding: the one way spec.nodeName is set after creation (it is immutable otherwise)."""
+        res = get_resource("pods")
+        key = res.key(ns, name)
+        for _ in range(5):
+            pod = await self.get(res, ns, name)
+            if pod["spec"].get("nodeName"):
+                raise errors.conflict("pods/binding", "", name,
+                                      f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
+            new = copy.deepcopy(pod)
+            new["spec"]["nodeName"] = node
+            st = new.setdefault("status", {})
+            conds = [c for c in st.get("conditions", []) if c.get("type") != "PodScheduled"]
+            conds.insert(0, {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                             "lastTransitionTime": now_rfc3339()})
+            st["conditions"] = conds
+            try:
+                return await self.store.update(key, new, revision_of(pod))
+            except RevisionMismatch:
+                continue
+            except KeyNotFound:
+                raise errors.not_found(res.plural, res.group, name) from None
+        raise errors.conflict(res.plural, res.group, name)
+
     # ------------------------------------------------------------------ scale
 
     def scale_of(self, res: Resource, obj: dict) -> dict:

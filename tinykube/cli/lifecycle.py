@@ -202,7 +202,7 @@ def _kill_leftovers(cluster: ClusterConfig) -> None:
             argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tinykube.cli.main" in b" ".join(argv) and marker.encode() in argv:
+        if any(b"tinykube" in a for a in argv) and any(marker.encode() in a for a in argv):
             try:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
             except OSError:

@@ -1,10 +1,9 @@
 """`tinykube dns`: the cluster DNS as the supervisor runs it.
 
-Several server processes share the kube-dns address with SO_REUSEPORT (one per CPU, at most 4),
-each with its own informers, so one slow process never delays another's answers. They listen
-on the kube-dns ClusterIP itself, which is a local address on the node (the service CIDR is a
-`local` route), and this process publishes that address as the kube-dns Endpoints so the proxy
-sends pods' queries there."""
+Several server processes share one address with SO_REUSEPORT (one per CPU, at most 4), each
+with its own informers, so one slow process never delays another's answers. Like a host-network
+CoreDNS pod, they listen on the node's address on the pod bridge, and this process publishes
+that address as the kube-dns Endpoints, so the proxy sends queries for 10.96.0.10 there."""
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +28,7 @@ async def _spawn(cluster: ClusterConfig, i: int) -> asyncio.subprocess.Process:
     ready = cluster.run_dir / f"dns-{i}.ready"
     ready.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "tinykube.dns", "--kubeconfig", str(cluster.kubeconfig),
-            "--listen", cluster.dns_ip, "--port", str(cluster.dns_port), "--dns-ip", cluster.dns_ip,
+            "--listen", cluster.node_gateway, "--port", str(cluster.dns_port), "--dns-ip", cluster.dns_ip,
             "--cluster-domain", cluster.cluster_domain, "--ready-file", str(ready)]
     argv += ["--metrics-port", "9153"] if i == 0 else ["--no-metrics"]
     return await asyncio.create_subprocess_exec(*argv)
@@ -41,7 +40,7 @@ async def publish_endpoints(client: Client, cluster: ClusterConfig) -> None:
     body = {"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kube-dns", "namespace": "kube-system",
                          "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
-            "subsets": [{"addresses": [{"ip": cluster.dns_ip, "nodeName": cluster.node_name}],
+            "subsets": [{"addresses": [{"ip": cluster.node_gateway, "nodeName": cluster.node_name}],
                          "ports": [{"name": "dns", "port": cluster.dns_port, "protocol": "UDP"},
                                    {"name": "dns-tcp", "port": cluster.dns_port, "protocol": "TCP"},
                                    {"name": "metrics", "port": 9153, "protocol": "TCP"}]}]}
@@ -63,7 +62,18 @@ async def publish_endpoints(client: Client, cluster: ClusterConfig) -> None:
             await asyncio.sleep(0.5)
 
 
+async def _wait_for_address(ip: str) -> None:
+    """The bridge (and its address) is made by the agent, which starts alongside."""
+    while True:
+        proc = await asyncio.create_subprocess_exec("ip", "-o", "-4", "addr", "show", stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        if f" {ip}/".encode() in out:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def run(cluster: ClusterConfig) -> None:
+    await _wait_for_address(cluster.node_gateway)
     n = _processes(cluster)
     procs = [await _spawn(cluster, i) for i in range(n)]
     stop = asyncio.Event()
@@ -78,7 +88,8 @@ async def run(cluster: ClusterConfig) -> None:
             await asyncio.sleep(0.05)
         await publish_endpoints(client, cluster)
         cluster.mark_ready("dns")
-        log.info("%d DNS server processes answering on %s:%d", n, cluster.dns_ip, cluster.dns_port)
+        log.info("%d DNS server processes answering on %s:%d (kube-dns %s)", n, cluster.node_gateway,
+                 cluster.dns_port, cluster.dns_ip)
         waiters = [asyncio.create_task(p.wait()) for p in procs]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*waiters, stopper], return_when=asyncio.FIRST_COMPLETED)
