@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import Kubectl, free_port, kubectl_binary
 
 CLUSTER = f"e2e{os.getpid() % 100000}"
+# Sessions that run side by side (developers, helpers) pick their own ranges; CI uses the defaults.
+SERVICE_CIDR = os.environ.get("TINYKUBE_E2E_SERVICE_CIDR", "10.96.0.0/12")
+POD_CIDR = os.environ.get("TINYKUBE_E2E_POD_CIDR", "10.244.0.0/16")
 TINYKUBE = [sys.executable, "-m", "tinykube.cli.main"]
 
 
@@ -73,7 +76,8 @@ def cluster(tmp_path_factory):
         pytest.skip("e2e tests need root")
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        c.tinykube("up", "--api-port", str(c.api_port), timeout=240)
+        c.tinykube("up", "--api-port", str(c.api_port), "--service-cidr", SERVICE_CIDR, "--pod-cidr", POD_CIDR,
+                   timeout=240)
         yield c
     finally:
         cfg = c.config if (c.data_dir / "cluster.json").exists() else None
