@@ -187,9 +187,7 @@ def cleanup_candidates(d: dict, old_rss: list[dict]) -> list[dict]:
         return []
     alive.sort(key=lambda r: (revision_of(r), meta(r).get("creationTimestamp", "")))
     out = []
-    for r in alive:
-        if len(out) >= diff:
-            break
+    for r in alive[:diff]:   # upstream looks at the `diff` oldest only, skipping busy ones
         if rs_replicas(r) != 0 or rs_status(r, "replicas") != 0 or (r.get("status") or {}).get(
                 "observedGeneration", 0) < meta(r).get("generation", 1):
             continue
