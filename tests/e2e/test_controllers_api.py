@@ -375,3 +375,30 @@ def test_loadbalancer_and_daemonset(cluster):
         finally:
             await c.close()
     run(go())
+
+
+def test_deployment_scale_down(cluster):
+    async def go():
+        c = await _client(cluster)
+        try:
+            await make_node(c, "node1")
+            await c.create(DEPLOY, web_deployment("small", replicas=3))
+
+            async def three():
+                await ready_all(c, "app=small")
+                d = await c.get(DEPLOY, "default", "small")
+                return d if d.get("status", {}).get("availableReplicas") == 3 else None
+            await wait_for(three, "3 available")
+            await c.patch(DEPLOY, "default", "small", {"spec": {"replicas": 1}})
+
+            async def one():
+                pods = await pods_with(c, "default", "app=small")
+                d = await c.get(DEPLOY, "default", "small")
+                return d if len(pods) == 1 and d.get("status", {}).get("replicas") == 1 else None
+            await wait_for(one, "scaled to 1")
+            ev = await _events(c, "small", "ScalingReplicaSet")
+            assert any(e["message"].startswith("Scaled down replica set small-") and
+                       e["message"].endswith(" from 3 to 1") for e in ev)
+        finally:
+            await c.close()
+    run(go())
