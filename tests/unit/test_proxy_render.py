@@ -206,3 +206,13 @@ def test_incremental_touches_only_changed_services():
     del gone[("default", "s3")]
     text = render_incremental(old, gone, [("default", "s3")], CFG)
     assert "add " not in text and "delete counter" in text and "delete chain" in text
+
+
+def test_rules_lb_mode_is_a_uniform_cascade_without_anonymous_maps():
+    from dataclasses import replace
+    cfg = replace(CFG, lb_mode="rules")
+    r = render_service(svc(), [slice_("web", [ep("10.244.0.2"), ep("10.244.0.3"), ep("10.244.0.4")])], cfg)
+    base = port_base("default", "web", "TCP", 80)
+    e = [endpoint_chain_name(base, f"10.244.0.{i}", 8080) for i in (2, 3, 4)]
+    assert r.chains[chain_name("service", base)][1:] == [
+        f"numgen random mod 3 0 goto {e[0]}", f"numgen random mod 2 0 goto {e[1]}", f"goto {e[2]}"]

@@ -36,7 +36,7 @@ class Proxier:
                  service_cidrs: Iterable[str] = (), netns: str | None = None,
                  min_sync_period: float = 0.05, full_sync_period: float = 60.0,
                  guard_cluster: str | None = None, manage_local_route: bool = True,
-                 family: str = "ip"):
+                 family: str = "ip", lb_mode: str = "vmap"):
         """`client` is a tinykube.client.Client (informers are started on it), or None when
         the caller feeds objects through the on_* handlers itself. `netns` runs every command
         in that network namespace. With `guard_cluster`, no rule is written before that
@@ -45,7 +45,8 @@ class Proxier:
         self.client = client
         self.cfg = ProxyConfig(table=table, node_name=node_name, node_ips=tuple(node_ips),
                                cluster_cidrs=tuple(cluster_cidrs),
-                               service_cidrs=tuple(service_cidrs), family=family)
+                               service_cidrs=tuple(service_cidrs), family=family,
+                               lb_mode=lb_mode)
         self.netns = netns
         self.min_sync_period = min_sync_period
         self.full_sync_period = full_sync_period

@@ -74,6 +74,12 @@ class ProxyConfig:
     cluster_cidrs: tuple[str, ...] = ()   # pod CIDRs: sources that are not masqueraded
     service_cidrs: tuple[str, ...] = ()   # refused when no rule matched
     family: str = "ip"
+    # "vmap": `numgen random mod N vmap { 0 : goto ep0, ... }` (kube-proxy nftables mode);
+    # "rules": `numgen random mod N-k 0 goto ep_k` one rule per endpoint (equally uniform). The
+    # kernel names every anonymous vmap by scanning all sets of the table, so loading
+    # thousands of services with "vmap" grows quadratically (bench/proxy_sync.py); "rules" has
+    # no anonymous sets and stays linear.
+    lb_mode: str = "vmap"
 
 
 @dataclass
@@ -222,7 +228,7 @@ def _cidr_set(cidrs: Iterable[str]) -> str:
 
 
 def _lb_rules(eps: list[Endpoint], ep_chain: dict[tuple[str, int], str],
-              aff_set: dict[tuple[str, int], str]) -> list[str]:
+              aff_set: dict[tuple[str, int], str], mode: str = "vmap") -> list[str]:
     rules = []
     for e in eps:
         s = aff_set.get((e.ip, e.port))
@@ -230,6 +236,11 @@ def _lb_rules(eps: list[Endpoint], ep_chain: dict[tuple[str, int], str],
             rules.append(f"ip saddr @{s} goto {ep_chain[(e.ip, e.port)]}")
     if len(eps) == 1:
         rules.append(f"goto {ep_chain[(eps[0].ip, eps[0].port)]}")
+    elif mode == "rules":
+        n = len(eps)
+        for k, e in enumerate(eps[:-1]):
+            rules.append(f"numgen random mod {n - k} 0 goto {ep_chain[(e.ip, e.port)]}")
+        rules.append(f"goto {ep_chain[(eps[-1].ip, eps[-1].port)]}")
     else:
         vm = ", ".join(f"{i} : goto {ep_chain[(e.ip, e.port)]}" for i, e in enumerate(eps))
         rules.append(f"numgen random mod {len(eps)} vmap {{ {vm} }}")
@@ -296,9 +307,9 @@ def render_service(svc: dict, slices: list[dict], cfg: ProxyConfig) -> ServiceRu
         svc_chain = chain_name("service", base)
         local_chain = chain_name("local", base)
         if cluster_eps:
-            out.chains[svc_chain] = masq + _lb_rules(cluster_eps, ep_chain, aff_set)
+            out.chains[svc_chain] = masq + _lb_rules(cluster_eps, ep_chain, aff_set, cfg.lb_mode)
         if (itp_local or etp_local) and local_eps:
-            out.chains[local_chain] = masq + _lb_rules(local_eps, ep_chain, aff_set)
+            out.chains[local_chain] = masq + _lb_rules(local_eps, ep_chain, aff_set, cfg.lb_mode)
 
         # ClusterIPs
         internal = local_eps if itp_local else cluster_eps
