@@ -70,7 +70,7 @@ CLIENT = r'''
 import json, socket, sys
 mode, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 out = []
-for _ in range(n):
+for i in range(n):
     try:
         if mode == "tcp":
             with socket.create_connection((host, port), timeout=10) as s:
@@ -80,6 +80,8 @@ for _ in range(n):
                 if mode.startswith("udp:"):        # udp:<source port>: one flow throughout
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     s.bind(("0.0.0.0", int(mode[4:])))
+                elif mode.startswith("udpseq:"):   # udpseq:<first port>: a new flow each time
+                    s.bind(("0.0.0.0", int(mode[7:]) + i))
                 s.settimeout(5); s.connect((host, port)); s.send(b"x")
                 out.append(s.recv(512).decode())
     except ConnectionRefusedError:
@@ -235,8 +237,10 @@ async def started(t: Topo, services, slices, **kw) -> Proxier:
 
 @pytest.mark.parametrize("lb_mode", ["vmap", "rules"])
 def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo, lb_mode):
+    cip = {"vmap": "10.96.0.20", "rules": "10.96.0.35"}[lb_mode]
+
     async def body():
-        svc = service("web", "10.96.0.20", ports=[
+        svc = service("web", cip, ports=[
             {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080},
             {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}])
         sl = eps_slice("web", ["p1", "p2", "p3"], ports=[
@@ -245,7 +249,7 @@ def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo, lb_mode):
         p = await started(topo, [svc], [sl], lb_mode=lb_mode)
         try:
             for src in ("node", "p1"):
-                got = await topo.aclients(src, "tcp", "10.96.0.20", 80, 90)
+                got = await topo.aclients(src, "tcp", cip, 80, 90)
                 n = names(got)
                 assert set(n) == {"p1", "p2", "p3"}, got[:5]
                 assert min(n.values()) >= 10, n   # fair share: expected 30 each
@@ -258,7 +262,8 @@ def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo, lb_mode):
                         assert client == PODS["p1"]        # pod -> service keeps its IP
                     else:
                         assert client == "10.244.0.1"      # hairpin is masqueraded
-            got = await topo.aclients("p2", "udp", "10.96.0.20", 53, 60)
+            # distinct source ports: every datagram is a new flow, so a new choice
+            got = await topo.aclients("p2", "udpseq:41000", cip, 53, 60)
             n = names(got)
             assert set(n) == {"p1", "p2", "p3"} and min(n.values()) >= 5, n
             assert all(r.split()[1] == "5353" for r in got)
