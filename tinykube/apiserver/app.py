@@ -31,6 +31,8 @@ KUBE_VERSION = "v1.33.1"
 MAX_BODY = 3 * 1024 * 1024
 BOOKMARK_EVERY = 30.0
 _ANONYMOUS_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+REQUIRE_AUTH = web.AppKey("require_auth", bool)
+TOKENS = web.AppKey("tokens", set)
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -62,11 +64,11 @@ async def error_middleware(request: web.Request, handler):
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    if request.app["require_auth"] and request.path not in _ANONYMOUS_PATHS:
+    if request.app[REQUIRE_AUTH] and request.path not in _ANONYMOUS_PATHS:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         if not peer:
             token = request.headers.get("Authorization", "")
-            if not (token.startswith("Bearer ") and token[7:] in request.app["tokens"]):
+            if not (token.startswith("Bearer ") and token[7:] in request.app[TOKENS]):
                 return status_response(errors.unauthorized())
     return await handler(request)
 
@@ -377,6 +379,10 @@ class Api:
                     if key in matched or matches(obj):
                         matched.discard(key)
                         await send("DELETED", self._out(res, obj))
+                elif ev.type == "ADDED":
+                    if now:
+                        matched.add(key)
+                        await send("ADDED", self._out(res, obj))
                 elif now and key in matched:
                     await send("MODIFIED", self._out(res, obj))
                 elif now:
@@ -515,10 +521,9 @@ def _k(obj: dict) -> tuple:
 def make_app(registry: Registry, server_address: str, *, require_auth: bool = True,
              tokens: set[str] | None = None, stream_backend=None) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
-    app["require_auth"] = require_auth
-    app["tokens"] = tokens or set()
+    app[REQUIRE_AUTH] = require_auth
+    app[TOKENS] = tokens or set()
     api = Api(registry, server_address, stream_backend)
-    app["api"] = api
     r = app.router
     r.add_get("/version", api.version)
     for p in ("/healthz", "/livez", "/readyz"):

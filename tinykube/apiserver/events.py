@@ -20,6 +20,11 @@ def core_to_events(obj: dict) -> dict:
     for new, old in _RENAMES:
         if old in obj:
             out[new] = obj[old]
+    if not out.get("eventTime"):
+        # events.k8s.io requires eventTime; old-style events only have the deprecated timestamps
+        ts = obj.get("firstTimestamp") or obj.get("metadata", {}).get("creationTimestamp")
+        if ts:
+            out["eventTime"] = ts.replace("Z", ".000000Z") if "." not in ts else ts
     return out
 
 
