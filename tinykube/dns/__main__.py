@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dns-ip", default="10.96.0.10")
     p.add_argument("--pods", default="insecure", choices=["insecure", "verified", "disabled"])
     p.add_argument("--ready-file")
+    p.add_argument("--metrics-socket", help="serve this process's counters (JSON) on this Unix socket")
+    p.add_argument("--metrics-peer", action="append", default=[],
+                   help="a peer's --metrics-socket whose counters /metrics adds in (repeatable)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dns %(levelname)s %(message)s")
     metrics_port = None if a.no_metrics else a.metrics_port
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
                               a.cluster_domain, a.ready_file, a.dns_ip))
     else:
         uvloop.run(run(a.kubeconfig, a.listen, a.port, metrics_port,
-                       a.resolv_conf, a.cluster_domain, a.ready_file, a.dns_ip, a.pods))
+                       a.resolv_conf, a.cluster_domain, a.ready_file, a.dns_ip, a.pods,
+                       a.metrics_socket, a.metrics_peer))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,23 @@ def _processes(cluster: ClusterConfig) -> int:
     return cluster.dns_processes or max(1, min(4, os.cpu_count() or 1))
 
 
-async def _spawn(cluster: ClusterConfig, i: int) -> asyncio.subprocess.Process:
+def _metrics_socket(cluster: ClusterConfig, i: int) -> str:
+    return str(cluster.run_dir / f"dns-{i}.metrics.sock")
+
+
+async def _spawn(cluster: ClusterConfig, i: int, n: int) -> asyncio.subprocess.Process:
     ready = cluster.run_dir / f"dns-{i}.ready"
     ready.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "tinykube.dns", "--kubeconfig", str(cluster.kubeconfig),
             "--listen", cluster.node_gateway, "--port", str(cluster.dns_port), "--dns-ip", cluster.dns_ip,
             "--cluster-domain", cluster.cluster_domain, "--ready-file", str(ready)]
-    argv += ["--metrics-port", "9153"] if i == 0 else ["--no-metrics"]
+    if i == 0:
+        # the kernel spreads queries over the processes: the metrics port adds up all of them
+        argv += ["--metrics-port", "9153"]
+        for j in range(1, n):
+            argv += ["--metrics-peer", _metrics_socket(cluster, j)]
+    else:
+        argv += ["--no-metrics", "--metrics-socket", _metrics_socket(cluster, i)]
     return await asyncio.create_subprocess_exec(*argv)
 
 
@@ -75,7 +85,7 @@ async def _wait_for_address(ip: str) -> None:
 async def run(cluster: ClusterConfig) -> None:
     await _wait_for_address(cluster.node_gateway)
     n = _processes(cluster)
-    procs = [await _spawn(cluster, i) for i in range(n)]
+    procs = [await _spawn(cluster, i, n) for i in range(n)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,7 +11,7 @@ import signal
 from tinykube.api import resources
 
 from .forward import Forwarder
-from .metrics import start_metrics_server
+from .metrics import start_metrics_server, start_snapshot_server
 from .server import DnsServer, Handler
 from .zone import Zone
 
@@ -36,14 +36,22 @@ def attach(zone: Zone, kind: str, informer) -> None:
 
 
 async def _serve(zone: Zone, handler: Handler, listen: str, port: int, metrics_port: int | None,
-                 ready_file: str | None, stop: asyncio.Event) -> None:
+                 ready_file: str | None, stop: asyncio.Event, metrics_socket: str | None = None,
+                 metrics_peers: list[str] = ()) -> None:
     server = await DnsServer(handler).start(listen, port)
     if handler.forwarder is not None:
         handler.forwarder.exclude.add((listen, server.port))
+    snapshot_runner = None
+    if metrics_socket:
+        try:
+            snapshot_runner = await start_snapshot_server(handler.metrics, metrics_socket)
+        except OSError as e:
+            log.warning("metrics socket %s: %s; this process's counters are not exported",
+                        metrics_socket, e)
     if metrics_port is not None:
         try:
             server.metrics_runner = await start_metrics_server(handler.metrics, listen,
-                                                               metrics_port)
+                                                               metrics_port, list(metrics_peers))
         except OSError as e:
             log.warning("metrics port %s: %s; serving DNS without metrics", metrics_port, e)
     log.info("serving DNS for %s on %s:%d", zone.domain, listen, server.port)
@@ -54,6 +62,8 @@ async def _serve(zone: Zone, handler: Handler, listen: str, port: int, metrics_p
         await stop.wait()
     finally:
         await server.close()
+        if snapshot_runner is not None:
+            await snapshot_runner.cleanup()
 
 
 def _stop_event() -> asyncio.Event:
@@ -70,7 +80,8 @@ def _stop_event() -> asyncio.Event:
 async def run(kubeconfig: str, listen: str = "10.96.0.10", port: int = 53,
               metrics_port: int = 9153, resolv_conf: str = "/etc/resolv.conf",
               cluster_domain: str = "cluster.local", ready_file: str | None = None,
-              dns_ip: str = "10.96.0.10", pods: str = "insecure") -> None:
+              dns_ip: str = "10.96.0.10", pods: str = "insecure",
+              metrics_socket: str | None = None, metrics_peers: list[str] = ()) -> None:
     from tinykube.client import Client, Informer
 
     zone = Zone(cluster_domain, dns_ip=dns_ip, pods=pods)
@@ -99,7 +110,8 @@ async def run(kubeconfig: str, listen: str = "10.96.0.10", port: int = 53,
     synced = asyncio.create_task(mark_synced())
     try:
         # serve at once: before sync, names that would be NXDOMAIN are SERVFAIL (as CoreDNS)
-        await _serve(zone, handler, listen, port, metrics_port, ready_file, stop)
+        await _serve(zone, handler, listen, port, metrics_port, ready_file, stop,
+                     metrics_socket, metrics_peers)
     finally:
         synced.cancel()
         for inf in informers:

@@ -1,12 +1,19 @@
 """Prometheus metrics of the DNS server (names as CoreDNS exports them), served by aiohttp.
 
-Each process counts its own queries; with several processes on one address (SO_REUSEPORT)
-a scrape of the shared metrics port sees one of them."""
+Each process counts its own queries. With several processes on one address (SO_REUSEPORT)
+the kernel spreads queries over them, so the process that serves the metrics port asks its
+peers for their counters (JSON over a Unix socket each peer serves) and exports the sum."""
 from __future__ import annotations
 
+import asyncio
 import bisect
+import logging
+import os
 
+import aiohttp
 from aiohttp import web
+
+log = logging.getLogger("tinykube.dns")
 
 from . import wire as W
 
@@ -49,6 +56,30 @@ class Metrics:
         h[-2] += seconds
         h[-1] += 1
 
+    def snapshot(self) -> dict:
+        """The counters as JSON-able data (what a peer sends to the metrics process)."""
+        return {"requests": [[*k, v] for k, v in self.requests.items()],
+                "responses": [[*k, v] for k, v in self.responses.items()],
+                "durations": [[*k, h] for k, h in self.durations.items()],
+                "forward": self.forward_requests}
+
+    def merged(self, snapshots: list[dict]) -> "Metrics":
+        """A new Metrics holding this one's counters plus those of `snapshots`."""
+        out = Metrics(self.server)
+        for snap in [self.snapshot(), *snapshots]:
+            for *k, v in snap.get("requests", ()):
+                out.requests[tuple(k)] = out.requests.get(tuple(k), 0) + v
+            for *k, v in snap.get("responses", ()):
+                out.responses[tuple(k)] = out.responses.get(tuple(k), 0) + v
+            for *k, h in snap.get("durations", ()):
+                cur = out.durations.get(tuple(k))
+                if cur is None or len(cur) != len(h):
+                    out.durations[tuple(k)] = list(h)
+                else:
+                    out.durations[tuple(k)] = [a + b for a, b in zip(cur, h)]
+            out.forward_requests += snap.get("forward", 0)
+        return out
+
     def render(self) -> str:
         s = _esc(self.server)
         out = ["# HELP coredns_dns_requests_total Counter of DNS requests made per zone, "
@@ -82,9 +113,27 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
-async def start_metrics_server(metrics: Metrics, host: str, port: int) -> web.AppRunner:
+async def _peer_snapshot(path: str, timeout: float = 0.5) -> dict | None:
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path),
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as s:
+            async with s.get("http://peer/snapshot") as r:
+                return await r.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
+        log.debug("metrics peer %s: %s", path, e)
+        return None
+
+
+async def start_metrics_server(metrics: Metrics, host: str, port: int,
+                               peers: list[str] = ()) -> web.AppRunner:
+    """Serve /metrics on host:port; `peers` are Unix sockets of the other processes'
+    snapshot servers, whose counters are added in."""
     async def handler(_request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(),
+        m = metrics
+        if peers:
+            snaps = await asyncio.gather(*(_peer_snapshot(p) for p in peers))
+            m = metrics.merged([s for s in snaps if s])
+        return web.Response(text=m.render(),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -94,4 +143,21 @@ async def start_metrics_server(metrics: Metrics, host: str, port: int) -> web.Ap
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True)
     await site.start()
+    return runner
+
+
+async def start_snapshot_server(metrics: Metrics, path: str) -> web.AppRunner:
+    """Serve this process's counters as JSON on a Unix socket (for the metrics process)."""
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response(metrics.snapshot())
+
+    app = web.Application()
+    app.router.add_get("/snapshot", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    await web.UnixSite(runner, path).start()
     return runner
