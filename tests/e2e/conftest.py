@@ -28,7 +28,7 @@ class Cluster:
         self.api_port = free_port()
 
     def tinykube(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        r = subprocess.run([*TINYKUBE, *args, "--name", self.name, "--data-dir", str(self.data_dir)],
+        r = subprocess.run([*TINYKUBE, args[0], "--name", self.name, "--data-dir", str(self.data_dir), *args[1:]],
                            capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"tinykube {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}\n{self.logs()}")
