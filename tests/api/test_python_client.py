@@ -111,3 +111,55 @@ def test_events_list_validates(api, namespace):
     assert [e.reason for e in evs] == ["Test"]
     ev2 = client.EventsV1Api(api).list_namespaced_event(namespace).items
     assert [e.note for e in ev2] == ["hello"]
+
+
+def test_generate_name_and_delete_collection(api, namespace):
+    v1 = client.CoreV1Api(api)
+    made = [v1.create_namespaced_config_map(namespace, {"metadata": {"generateName": "cfg-", "labels": {"k": "v"}}})
+            for _ in range(3)]
+    names = [m.metadata.name for m in made]
+    assert all(n.startswith("cfg-") and len(n) == 9 for n in names) and len(set(names)) == 3
+    v1.create_namespaced_config_map(namespace, {"metadata": {"name": "other"}})
+    v1.delete_collection_namespaced_config_map(namespace, label_selector="k=v")
+    assert [c.metadata.name for c in v1.list_namespaced_config_map(namespace).items] == ["other"]
+
+
+def test_label_and_field_selectors(api, namespace):
+    v1 = client.CoreV1Api(api)
+    for name, tier in (("a", "fe"), ("b", "be"), ("c", "fe")):
+        v1.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": {"tier": tier}}})
+    sel = lambda **kw: sorted(c.metadata.name for c in v1.list_namespaced_config_map(namespace, **kw).items)  # noqa: E731
+    assert sel(label_selector="tier=fe") == ["a", "c"]
+    assert sel(label_selector="tier in (be),!missing") == ["b"]
+    assert sel(field_selector="metadata.name!=a") == ["b", "c"]
+    assert sel(label_selector="tier=fe", field_selector="metadata.name=c") == ["c"]
+
+
+def test_namespace_deletion_removes_contents(api):
+    v1 = client.CoreV1Api(api)
+    v1.create_namespace({"metadata": {"name": "doomed"}})
+    v1.create_namespaced_config_map("doomed", {"metadata": {"name": "x"}})
+    v1.create_namespaced_service("doomed", _svc("s"))
+    ns = v1.delete_namespace("doomed")
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            st = v1.read_namespace("doomed")
+            assert st.status.phase == "Terminating"
+        except ApiException as e:
+            assert e.status == 404
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("namespace was not removed")
+    assert v1.list_namespaced_config_map("doomed").items == []
+    assert v1.list_namespaced_service("doomed").items == []
+    with pytest.raises(ApiException) as e:
+        v1.create_namespaced_config_map("doomed", {"metadata": {"name": "y"}})
+    assert e.value.status == 404
+
+
+def test_system_namespaces_exist(api):
+    names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+    assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
