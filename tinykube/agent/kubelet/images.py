@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def command_for(image: str, command: list[str], args: list[str]) -> list[str]:
     Follows Docker's rules: ``command`` replaces the image ENTRYPOINT, ``args``
     replace its CMD."""
     kind = kind_of(image)
-    py = sys.executable
+    # agnhost.py needs only the standard library; the base interpreter stays visible in the
+    # sandbox even when the virtualenv lives under /tmp (which the sandbox replaces)
+    py = os.path.realpath(sys.executable)
     if kind in ("nginx", "echo-nginx"):
         if command:
             return command + args

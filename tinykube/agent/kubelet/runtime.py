@@ -575,6 +575,9 @@ class PodRuntime:
             if f"/etc/{f}" not in mounts:
                 binds.append((str(ps.dir / "etc" / f), f"/etc/{f}", False))
         binds.append((str(ps.dir / "tmp"), "/tmp", False))
+        if images.AGNHOST in argv and images.AGNHOST.startswith("/tmp/"):
+            # the source tree is under /tmp, which the pod's own /tmp hides: bind the script back
+            binds.append((images.AGNHOST, images.AGNHOST, True))
         if kind in ("nginx", "echo-nginx"):
             binds += self._prepare_nginx(ps, cs, kind, full_env, mounts)
         vols = {v["name"]: v for v in pod["spec"].get("volumes") or []}
