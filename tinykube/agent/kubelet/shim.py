@@ -57,6 +57,11 @@ class Shim:
         self.stdin_closed = False
         self.first_client_done = False
         self.start_errors: list[str] = []
+        # stdinOnce (kubectl run -i): output written before the first attach client connects
+        # is replayed to it, else a command that prints and exits at once loses its output
+        self.pending: list[bytes] | None = [] if cfg.get("stdin_once") else None
+        self.pending_size = 0
+        self.srv: socket.socket | None = None
 
     def emit(self, stream: str, data: bytes) -> None:
         ts = rfc3339nano()
@@ -64,6 +69,9 @@ class Shim:
             for line in data.splitlines():
                 self.log.write(f"{ts} {stream} F ".encode() + line + b"\n")
             frame = struct.pack(">BI", 1 if stream == "stdout" else 2, len(data)) + data
+            if self.pending is not None and self.pending_size < (1 << 20):
+                self.pending.append(frame)
+                self.pending_size += len(frame)
             for c in list(self.clients):
                 try:
                     c.sendall(frame)
@@ -95,11 +103,24 @@ class Shim:
         os.chdir(self.state)  # unix socket paths are limited to 108 bytes
         srv.bind("attach.sock")
         srv.listen(8)
+        self.srv = srv
         while True:
-            conn, _ = srv.accept()
-            with self.lock:
-                self.clients.append(conn)
-            threading.Thread(target=self.client_input, args=(conn, child), daemon=True).start()
+            try:
+                conn, _ = srv.accept()
+            except OSError:          # made non-blocking by close_attach: the container is gone
+                return
+            self.add_client(conn, child)
+
+    def add_client(self, conn, child) -> None:
+        with self.lock:
+            if self.pending:
+                try:
+                    conn.sendall(b"".join(self.pending))
+                except OSError:
+                    pass
+            self.pending = None
+            self.clients.append(conn)
+        threading.Thread(target=self.client_input, args=(conn, child), daemon=True).start()
 
     def client_input(self, conn, child) -> None:
         while True:
@@ -118,13 +139,8 @@ class Shim:
         if self.cfg.get("stdin_once") and not self.first_client_done:
             self.first_client_done = True
             self.close_stdin(child)
-        with self.lock:
-            if conn in self.clients:
-                self.clients.remove(conn)
-        try:
-            conn.close()
-        except OSError:
-            pass
+        # the client's input ended (kubectl half-closes when its own stdin is at EOF): keep
+        # sending it output; emit() drops the connection once the client is really gone
 
     def close_stdin(self, child) -> None:
         if child.stdin is not None and not self.stdin_closed:
@@ -198,11 +214,26 @@ class Shim:
         write_json(os.path.join(self.state, "exit.json"),
                    {"exitCode": rc, "finishedAt": rfc3339nano(), "startedAt": started,
                     "reason": reason, "message": message})
+        self.close_attach(child)
+        return 0
+
+    def close_attach(self, child) -> None:
+        """No new attach clients; those already queued on the socket get their output (the
+        replay) before the shim exits, instead of a bare EOF."""
         try:
             os.unlink(os.path.join(self.state, "attach.sock"))
         except OSError:
             pass
-        return 0
+        if self.srv is None:
+            return
+        self.srv.setblocking(False)
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            conn.setblocking(True)
+            self.add_client(conn, child)
 
 
 def main() -> None:
