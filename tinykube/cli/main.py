@@ -145,5 +145,12 @@ def dns(data_dir) -> None:
     _run_component(run, data_dir)
 
 
+@main.command(help=COMPONENT_HELP)
+@_comp_dir
+def ingress(data_dir) -> None:
+    from tinykube.ingress.component import run
+    _run_component(run, data_dir)
+
+
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tinykube.cluster import ClusterConfig
 
-COMPONENTS = ["apiserver", "controller-manager", "agent", "dns"]
+COMPONENTS = ["apiserver", "controller-manager", "agent", "dns", "ingress"]
 HEALTHY_AFTER = 60.0      # seconds of uptime that reset the back-off
 MAX_BACKOFF = 30.0
 STOP_GRACE = 10.0

@@ -105,7 +105,9 @@ class IngressController:
         self.worker_processes = worker_processes
         self.nginx = nginx_binary()
         self.proc: asyncio.subprocess.Process | None = None
-        self.res = {k: get_resource(k) for k in ("ingresses", "services", "secrets", "ingressclasses")}
+        self.res = {"ingresses": get_resource("ingresses", "networking.k8s.io"), "services": get_resource("services"),
+                    "secrets": get_resource("secrets"),
+                    "ingressclasses": get_resource("ingressclasses", "networking.k8s.io")}
         self.informers = {k: Informer(client, r) for k, r in self.res.items()}
         self.dirty = asyncio.Event()
         self.current: str | None = None
