@@ -47,12 +47,124 @@ class WriteOptions:
     warnings: list[str] = field(default_factory=list)
 
 
+class StoreIndex:
+    """What the registry needs to look up without scanning the store, kept current from the
+    store's own watch: owner uid -> dependents (the garbage collector's graph), the ClusterIPs and
+    node ports in use (the allocators' bitmaps), and which namespaces are terminating."""
+
+    def __init__(self) -> None:
+        self._owners_of: dict[str, tuple[str, ...]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._allocations: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self.namespaces: dict[str, bool] = {}   # name -> terminating
+        self.revision = 0
+        self._advanced = asyncio.Condition()
+
+    def used_by_others(self, key: str) -> tuple[set[str], set[int]]:
+        ips: set[str] = set()
+        ports: set[int] = set()
+        for k, (i, p) in self._allocations.items():
+            if k != key:
+                ips.update(i)
+                ports.update(p)
+        return ips, ports
+
+    def _set(self, key: str, obj: dict | None) -> None:
+        if key.startswith(_SERVICES_PREFIX):
+            self._allocations.pop(key, None)
+            if obj is not None:
+                spec = obj.get("spec", {})
+                ips = tuple(ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None")
+                ports = tuple(p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort"))
+                if spec.get("healthCheckNodePort"):
+                    ports += (spec["healthCheckNodePort"],)
+                self._allocations[key] = (ips, ports)
+        elif key.startswith(_NAMESPACES_PREFIX):
+            name = key[len(_NAMESPACES_PREFIX):]
+            if obj is None:
+                self.namespaces.pop(name, None)
+            else:
+                self.namespaces[name] = bool(obj.get("metadata", {}).get("deletionTimestamp"))
+        self._set_owners(key, obj)
+
+    def _set_owners(self, key: str, obj: dict | None) -> None:
+        for uid in self._owners_of.pop(key, ()):
+            deps = self._dependents.get(uid)
+            if deps is not None:
+                deps.discard(key)
+                if not deps:
+                    del self._dependents[uid]
+        uids = tuple(r.get("uid") for r in ((obj or {}).get("metadata", {}).get("ownerReferences") or [])
+                     if r.get("uid"))
+        if uids:
+            self._owners_of[key] = uids
+            for uid in uids:
+                self._dependents.setdefault(uid, set()).add(key)
+
+    def dependents(self, uid: str) -> list[str]:
+        return sorted(self._dependents.get(uid, ()))
+
+    async def run(self, store: Store) -> None:
+        items, rev = await store.list("/registry/")
+        for o in items:
+            self._set(_key_of(o), o)
+        await self._advance(rev)
+        while True:
+            try:
+                async for ev in store.watch("/registry/", self.revision):
+                    self._set(ev.key, None if ev.type == "DELETED" else ev.object)
+                    await self._advance(ev.revision)
+                return  # the store closed
+            except Expired:
+                items, rev = await store.list("/registry/")
+                self._owners_of.clear()
+                self._dependents.clear()
+                self._allocations.clear()
+                self.namespaces.clear()
+                for o in items:
+                    self._set(_key_of(o), o)
+                await self._advance(rev)
+
+    async def _advance(self, rev: int) -> None:
+        async with self._advanced:
+            self.revision = max(self.revision, rev)
+            self._advanced.notify_all()
+
+    async def caught_up(self, rev: int) -> None:
+        async with self._advanced:
+            await self._advanced.wait_for(lambda: self.revision >= rev)
+
+
+_SERVICES_PREFIX = "/registry/core/services/"
+_NAMESPACES_PREFIX = "/registry/core/namespaces/"
+
+
+def _key_of(obj: dict) -> str:
+    from tinykube.api.resources import by_kind
+    res = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+    md = obj.get("metadata", {})
+    return res.key(md.get("namespace"), md.get("name")) if res else ""
+
+
+def _resource_of_key(key: str) -> Resource | None:
+    parts = key.split("/")  # ["", "registry", group, plural, ...]
+    if len(parts) < 5:
+        return None
+    group = "" if parts[2] == "core" else parts[2]
+    try:
+        return get_resource(parts[3], group)
+    except KeyError:
+        return None
+
+
 class Registry:
     def __init__(self, store: Store, config: ClusterConfig | None = None):
         self.store = store
         self.config = config or ClusterConfig()
         self._svc_lock = asyncio.Lock()
         self._bg: set[asyncio.Task] = set()
+        self.index = StoreIndex()
+        self._owner_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -80,7 +192,7 @@ class Registry:
             async with self._svc_lock:
                 await self._allocate_service(obj, None)
                 self._validate(res, obj, None)
-                return await self._store_create(res, obj, opts)
+                return await self._settle_services(await self._store_create(res, obj, opts))
         self._validate(res, obj, None)
         return await self._store_create(res, obj, opts)
 
@@ -118,11 +230,14 @@ class Registry:
         return obj
 
     async def _check_namespace_open(self, res: Resource, ns: str) -> None:
-        try:
-            nsobj = await self.store.get(get_resource("namespaces").key(None, ns))
-        except KeyNotFound:
-            raise errors.not_found("namespaces", "", ns) from None
-        if nsobj.get("metadata", {}).get("deletionTimestamp"):
+        terminating = self.index.namespaces.get(ns)
+        if terminating is None:  # not in the index (yet): ask the store
+            try:
+                nsobj = await self.store.get(get_resource("namespaces").key(None, ns))
+            except KeyNotFound:
+                raise errors.not_found("namespaces", "", ns) from None
+            terminating = bool(nsobj.get("metadata", {}).get("deletionTimestamp"))
+        if terminating:
             raise errors.forbidden(res.plural, res.group, "",
                                    f"unable to create new content in namespace {ns} because it is being terminated")
 
@@ -186,8 +301,8 @@ class Registry:
         if res.kind == "Service" and subresource != "status":
             async with self._svc_lock:
                 await self._allocate_service(new, current)
-                self._validate(res, new, current)
-                return await self._store_update(res, current, new, opts, expected_rv)
+                self._validate(res, new, current, subresource)
+                return await self._settle_services(await self._store_update(res, current, new, opts, expected_rv))
         self._validate(res, new, current, subresource)
         return await self._store_update(res, current, new, opts, expected_rv)
 
@@ -465,30 +580,28 @@ class Registry:
 
     def _after_delete(self, res: Resource, gone: dict, policy: str) -> None:
         if policy == "Orphan":
-            self._spawn(self._orphan_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"]))
+            self._spawn(self._orphan_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"],
+                                                revision_of(gone)))
         else:
-            self._spawn(self._collect_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"]))
+            self._spawn(self._collect_dependents(gone["metadata"].get("namespace"), gone["metadata"]["uid"],
+                                                 revision_of(gone)))
 
-    async def _dependents(self, ns: str | None, uid: str) -> list[tuple[Resource, dict]]:
+    async def _dependents(self, ns: str | None, uid: str, revision: int = 0) -> list[tuple[Resource, dict]]:
+        await asyncio.wait_for(self.index.caught_up(revision), 30)
         out = []
-        for r in RESOURCES:
-            if r.group == "events.k8s.io":
+        for key in self.index.dependents(uid):
+            res = _resource_of_key(key)
+            if res is None:
                 continue
-            if r.namespaced and not ns:
-                prefix = r.key(None)
-            elif r.namespaced:
-                prefix = r.key(ns)
-            else:
-                prefix = r.key(None)
-            items, _ = await self.store.list(prefix)
-            for o in items:
-                if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences", [])):
-                    out.append((r, o))
+            try:
+                out.append((res, await self.store.get(key)))
+            except KeyNotFound:
+                pass
         return out
 
-    async def _collect_dependents(self, ns: str | None, uid: str) -> None:
+    async def _collect_dependents(self, ns: str | None, uid: str, revision: int = 0) -> None:
         """Background cascading deletion: dependents whose every owner is gone are deleted."""
-        for dres, dep in await self._dependents(ns, uid):
+        for dres, dep in await self._dependents(ns, uid, revision):
             refs = [r for r in dep["metadata"].get("ownerReferences", []) if r.get("uid") != uid]
             try:
                 if refs:
@@ -501,8 +614,8 @@ class Registry:
             except ApiError:
                 pass
 
-    async def _orphan_dependents(self, ns: str | None, uid: str) -> None:
-        for dres, dep in await self._dependents(ns, uid):
+    async def _orphan_dependents(self, ns: str | None, uid: str, revision: int = 0) -> None:
+        for dres, dep in await self._dependents(ns, uid, revision):
             new = copy.deepcopy(dep)
             new["metadata"]["ownerReferences"] = [r for r in dep["metadata"].get("ownerReferences", [])
                                                   if r.get("uid") != uid]
@@ -572,6 +685,8 @@ class Registry:
             pass
 
     async def ensure_system_objects(self) -> None:
+        if self._owner_task is None:
+            self._owner_task = asyncio.get_running_loop().create_task(self.index.run(self.store))
         nsres = get_resource("namespaces")
         for ns in SYSTEM_NAMESPACES:
             try:
@@ -587,28 +702,21 @@ class Registry:
     # ------------------------------------------------------------------ services
 
     async def _allocate_service(self, svc: dict, old: dict | None) -> None:
+        """Runs under _svc_lock; every Service write made under the lock waits for the index to
+        see it (_settle_services), so the index is exact here."""
         from tinykube.api import allocators
-        items, _ = await self.store.list(get_resource("services").key(None))
-        me = (svc["metadata"].get("namespace"), svc["metadata"]["name"])
-        used_ips: set[str] = set()
-        used_ports: set = set()
-        for o in items:
-            if (o["metadata"].get("namespace"), o["metadata"]["name"]) == me:
-                continue
-            spec = o.get("spec", {})
-            for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
-                if ip and ip != "None":
-                    used_ips.add(ip)
-            for p in spec.get("ports") or []:
-                if p.get("nodePort"):
-                    used_ports.add(p["nodePort"])
-            if spec.get("healthCheckNodePort"):
-                used_ports.add(spec["healthCheckNodePort"])
+        md = svc["metadata"]
+        used_ips, used_ports = self.index.used_by_others(get_resource("services").key(md.get("namespace"), md["name"]))
         ips = allocators.ClusterIPAllocator(self.config.service_cidr, used_ips)
         ports = allocators.NodePortAllocator(self.config.node_port_range, used_ports)
         errs = allocators.allocate_service(svc, old, ips, ports)
         if errs:
-            raise errors.invalid("Service", "", svc["metadata"]["name"], errs)
+            raise errors.invalid("Service", "", md["name"], errs)
+
+    async def _settle_services(self, written: dict) -> dict:
+        if written.get("metadata", {}).get("resourceVersion"):
+            await asyncio.wait_for(self.index.caught_up(revision_of(written)), 30)
+        return written
 
     # ------------------------------------------------------------------ misc
 
