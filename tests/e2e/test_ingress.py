@@ -100,6 +100,12 @@ def test_ingress_routes_by_host_and_path_with_tls(k, ns, cluster, tmp_path):
     assert r.stdout.strip() == APPS[2]
     assert f"subject: CN={HOST}" in r.stderr
 
+    # pods reach the ingress at the same address
+    r = k("run", "ingress-client", "-n", ns, "--image=centos:6", "--restart=Never", "--rm", "-i", "--",
+          "curl", "-s", "-m", "10", f"http://{address}/path2/index.html", "-H", f"Host: {HOST}", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[0] == APPS[1]
+
     # an update (a longer path, a missing Service) while a download is in flight
     k.ok("exec", "-n", ns, APPS[0], "--", "/bin/sh", "-c",
          "head -c 3000000 /dev/zero > /usr/share/nginx/html/path1/big")

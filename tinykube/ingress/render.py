@@ -307,7 +307,7 @@ def render(ingresses: list[dict], services: list[dict], secrets: list[dict], cla
         f"worker_processes {worker_processes};",
         "user root root;",
         f"pid {_quote(p + '/nginx.pid')};",
-        "error_log stderr notice;",
+        "error_log stderr warn;",
         f"working_directory {_quote(p)};",
         "worker_shutdown_timeout 240s;",
         "events {",
