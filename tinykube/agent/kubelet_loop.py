@@ -10,6 +10,7 @@ from tinykube.api.errors import ApiError
 from tinykube.api.resources import get as get_resource
 from tinykube.client import Client, Informer
 from tinykube.cluster import ClusterConfig
+from tinykube.controllers.events import Recorder
 
 from .kubelet.runtime import PodRuntime
 
@@ -31,6 +32,9 @@ class Kubelet:
         self._reported: dict[str, str] = {}
         self._busy: dict[tuple[str, str], asyncio.Task] = {}
         self.runtime.on_change = self._on_runtime_change
+        self.runtime.on_event = self._on_runtime_event
+        self.recorder = Recorder(client, host=cluster.node_name)
+        self._event_tasks: set[asyncio.Task] = set()
         self._uid_to_key: dict[str, tuple[str, str]] = {}
 
     # ---- queueing
@@ -47,6 +51,20 @@ class Kubelet:
         if key and key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
+
+    def _on_runtime_event(self, uid: str, type_: str, reason: str, message: str) -> None:
+        """Record a container event (Pulled, Started, BackOff, Unhealthy, ...) on the pod."""
+        key = self._uid_to_key.get(uid)
+        pod = self.pods.get(*key) if key else None
+        if pod is None:
+            ps = self.runtime.pods.get(uid)
+            pod = ps.pod if ps else None
+        if pod is None:
+            return
+        obj = {"kind": "Pod", "apiVersion": "v1", "metadata": pod["metadata"]}
+        t = asyncio.create_task(self.recorder.record(obj, type_, reason, message, "kubelet"))
+        self._event_tasks.add(t)
+        t.add_done_callback(self._event_tasks.discard)
 
     async def _on_delete(self, pod: dict) -> None:
         """A pod removed from the API (force delete): stop it and free its sandbox."""

@@ -50,6 +50,13 @@ PAUSE = str(KDIR / "pause.py")
 PY = sys.executable
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SKIP_ROOT = {"proc", "dev", "tmp", "run", "lost+found"}
+# The start gate of a stdinOnce container: wait for the shim's go (one line on the gate fd),
+# close the fd, then exec the command; a missing command is reported the way bwrap does, so
+# the shim still calls it a StartError.
+START_GATE = 10.0
+GATE_SCRIPT = ('read -r -u {GATE_FD} _; exec {GATE_FD}<&-; '
+               'command -v "$1" >/dev/null 2>&1 || '
+               '{ echo "bwrap: execvp $1: No such file or directory" >&2; exit 1; }; exec "$@"')
 
 Lookup = Callable[[str, str], Any]
 
@@ -143,6 +150,8 @@ class CState:
     exit_fut: asyncio.Future | None = None
     kill_reason: str | None = None
     container_id: str | None = None
+    image_delay: float = 0.0       # the next image pull back-off
+    probe_error: str = ""          # why the last probe failed (for the Unhealthy event)
 
     @property
     def restart_count(self) -> int:
@@ -202,6 +211,8 @@ class PodRuntime:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.on_change = on_change
+        # on_event(pod uid, type, reason, message): what the kubelet records as Events
+        self.on_event: Callable[[str, str, str, str], None] | None = None
         self.status_changed = asyncio.Event()
         self.pods: dict[str, PState] = {}
         (self.data_dir / "pods").mkdir(parents=True, exist_ok=True)
@@ -224,6 +235,13 @@ class PodRuntime:
             try:
                 self.on_change(ps.uid)
             except Exception:  # noqa: BLE001 - a callback must not break the runtime
+                pass
+
+    def _event(self, ps: PState, type_: str, reason: str, message: str) -> None:
+        if self.on_event:
+            try:
+                self.on_event(ps.uid, type_, reason, message)
+            except Exception:  # noqa: BLE001 - an event must not break the runtime
                 pass
 
     def pod_dir(self, uid: str) -> Path:
@@ -368,6 +386,9 @@ class PodRuntime:
                 if not cs.running:
                     if not await self._try_start(ps, cs):
                         ps.first_done.set()
+                        if cs.waiting and cs.waiting[0] == "ErrImagePull":
+                            await self._image_backoff(ps, cs)
+                            continue
                         return
                 ps.first_done.set()
                 self._notify(ps)
@@ -389,23 +410,38 @@ class PodRuntime:
         image = cs.spec.get("image", "")
         if images.kind_of(image) is None:
             cs.waiting = ("ErrImagePull", images.pull_error_message(image))
+            self._event(ps, "Normal", "Pulling", f'Pulling image "{image}"')
+            self._event(ps, "Warning", "Failed", images.pull_error_message(image))
+            self._event(ps, "Warning", "Failed", "Error: ErrImagePull")
             self._notify(ps)
-            asyncio.create_task(self._image_backoff(ps, cs))
             return False
+        self._event(ps, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         try:
             await self._start_container(ps, cs)
         except envvars.ConfigError as e:
             cs.waiting = ("CreateContainerConfigError", str(e))
+            self._event(ps, "Warning", "Failed", f"Error: {e}")
             self._notify(ps)
             return False
+        self._event(ps, "Normal", "Created", f"Created container {cs.name}")
+        self._event(ps, "Normal", "Started", f"Started container {cs.name}")
         return True
 
     async def _image_backoff(self, ps: PState, cs: CState) -> None:
-        await asyncio.sleep(self.backoff_base)
-        if not ps.killed:
-            cs.waiting = ("ImagePullBackOff",
-                          f'Back-off pulling image "{cs.spec.get("image", "")}"')
-            self._notify(ps)
+        """After a failed pull: ErrImagePull shows briefly (until the kubelet's next sync, as
+        upstream), then ImagePullBackOff for the back-off (base, doubling, capped); the caller
+        then pulls again."""
+        await asyncio.sleep(min(1.0, self.backoff_base))
+        if ps.killed:
+            return
+        cs.waiting = ("ImagePullBackOff",
+                      f'Back-off pulling image "{cs.spec.get("image", "")}"')
+        self._event(ps, "Normal", "BackOff", cs.waiting[1])
+        self._event(ps, "Warning", "Failed", "Error: ImagePullBackOff")
+        self._notify(ps)
+        delay = cs.image_delay or self.backoff_base
+        cs.image_delay = min(delay * 2, self.backoff_max)
+        await asyncio.sleep(delay)
 
     async def _backoff(self, ps: PState, cs: CState) -> None:
         delay = cs.next_delay
@@ -416,6 +452,8 @@ class PodRuntime:
         cs.waiting = ("CrashLoopBackOff",
                       f"back-off {go_duration(delay)} restarting failed container={cs.name} "
                       f"pod={md.get('name')}_{md.get('namespace') or 'default'}({ps.uid})")
+        self._event(ps, "Warning", "BackOff", f"Back-off restarting failed container {cs.name} in pod "
+                    f"{md.get('name')}_{md.get('namespace') or 'default'}({ps.uid})")
         self._notify(ps)
         await asyncio.sleep(delay)
 
@@ -435,7 +473,8 @@ class PodRuntime:
                 first.set()
                 if not ok:
                     if cs.waiting and cs.waiting[0] == "ErrImagePull":
-                        return
+                        await self._image_backoff(ps, cs)
+                        continue
                     await asyncio.sleep(self.backoff_base)
                     continue
             first.set()
@@ -605,13 +644,19 @@ class PodRuntime:
         logdir = ps.dir / "logs" / cs.name
         logdir.mkdir(parents=True, exist_ok=True)
         log = logdir / f"{attempt}.log"
+        # kubectl run -i: the first run of a stdinOnce container waits (at most START_GATE
+        # seconds) for its first attach client before the command starts; see shim.py
+        gate = bool(spec.get("stdin") and spec.get("stdinOnce")) and attempt == 0
+        if gate:
+            argv = ["/bin/bash", "-c", GATE_SCRIPT, "gate", *argv]
         full = ["ip", "netns", "exec", ps.sandbox["netns"], "nsenter", "-t",
                 str(ps.sandbox["holderPid"]), "-u", "-i", "--", "bwrap",
                 *self._mount_args(ps, cs, binds),
                 "--unshare-pid", "--as-pid-1", "--info-fd", "{INFO_FD}", "--chdir", wd,
                 "--", *argv]
         cfg = {"argv": full, "env": full_env, "log": str(log), "state_dir": str(adir),
-               "stdin": bool(spec.get("stdin")), "stdin_once": bool(spec.get("stdinOnce"))}
+               "stdin": bool(spec.get("stdin")), "stdin_once": bool(spec.get("stdinOnce")),
+               "gate": START_GATE if gate else 0}
         write_json(adir / "config.json", cfg)
         await _detached(PY, SHIM, str(adir / "config.json"))
         shim = await _wait_shim(adir / "shim.json")
@@ -734,6 +779,7 @@ class PodRuntime:
             if await self._run_probe(ps, cs, probe):
                 return True
             fails += 1
+            self._event(ps, "Warning", "Unhealthy", f"Startup probe failed: {cs.probe_error}")
             if fails >= probe.get("failureThreshold", 3):
                 return False
             await asyncio.sleep(probe.get("periodSeconds", 10))
@@ -750,6 +796,7 @@ class PodRuntime:
                     self._notify(ps)
             else:
                 succ, fails = 0, fails + 1
+                self._event(ps, "Warning", "Unhealthy", f"Readiness probe failed: {cs.probe_error}")
                 if fails >= probe.get("failureThreshold", 3) and cs.ready:
                     cs.ready = False
                     self._notify(ps)
@@ -763,7 +810,10 @@ class PodRuntime:
                 fails = 0
             else:
                 fails += 1
+                self._event(ps, "Warning", "Unhealthy", f"Liveness probe failed: {cs.probe_error}")
                 if fails >= probe.get("failureThreshold", 3):
+                    self._event(ps, "Normal", "Killing",
+                                f"Container {cs.name} failed liveness probe, will be restarted")
                     await self._probe_kill(ps, cs, "Liveness probe failed")
                     return
             await asyncio.sleep(probe.get("periodSeconds", 10))
@@ -793,9 +843,11 @@ class PodRuntime:
                 h = probe["httpGet"]
                 host = h.get("host") or ps.sandbox["ip"]
                 port = self._resolve_port(cs, h.get("port", 80))
-                return await asyncio.wait_for(
+                code = await asyncio.wait_for(
                     _http_probe(host, port, h.get("path", "/"), h.get("scheme", "HTTP"),
                                 h.get("httpHeaders") or []), timeout)
+                cs.probe_error = f"HTTP probe failed with statuscode: {code}"
+                return 200 <= code < 400
             if "tcpSocket" in probe:
                 t = probe["tcpSocket"]
                 port = self._resolve_port(cs, t.get("port"))
@@ -812,9 +864,15 @@ class PodRuntime:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
                     await proc.wait()
+                    cs.probe_error = f"command timed out after {timeout}s"
                     return False
+                cs.probe_error = f"command exited with {proc.returncode}"
                 return proc.returncode == 0
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except asyncio.TimeoutError:
+            cs.probe_error = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            return False
+        except (OSError, ValueError) as e:
+            cs.probe_error = f"dial tcp: {e.strerror or e}" if isinstance(e, OSError) else str(e)
             return False
         return True
 
@@ -898,6 +956,8 @@ class PodRuntime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
         running = [cs for cs in ps.containers.values() if cs.running]
+        for cs in running:
+            self._event(ps, "Normal", "Killing", f"Stopping container {cs.name}")
         await asyncio.gather(*(self._stop_container(cs, grace_seconds) for cs in running))
         for cs in running:
             await self._wait_exit(ps, cs)
@@ -1165,7 +1225,8 @@ async def _wait_pid(pid: int | None, start: str | None = None) -> None:
 
 
 async def _http_probe(host: str, port: int, path: str, scheme: str, headers: list[dict]
-                      ) -> bool:
+                      ) -> int:
+    """The response's status code (0 if there was none)."""
     ctx = None
     if scheme.upper() == "HTTPS":
         ctx = ssl.create_default_context()
@@ -1183,6 +1244,6 @@ async def _http_probe(host: str, port: int, path: str, scheme: str, headers: lis
         await w.drain()
         line = await r.readline()
         parts = line.decode(errors="replace").split()
-        return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
     finally:
         w.close()

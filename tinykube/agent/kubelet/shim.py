@@ -62,6 +62,8 @@ class Shim:
         self.pending: list[bytes] | None = [] if cfg.get("stdin_once") else None
         self.pending_size = 0
         self.srv: socket.socket | None = None
+        # the start gate (see run()): write end of a pipe the container's command waits on
+        self.gate_w: int | None = None
 
     def emit(self, stream: str, data: bytes) -> None:
         ts = rfc3339nano()
@@ -120,7 +122,18 @@ class Shim:
                     pass
             self.pending = None
             self.clients.append(conn)
+        self.open_gate()
         threading.Thread(target=self.client_input, args=(conn, child), daemon=True).start()
+
+    def open_gate(self) -> None:
+        with self.lock:
+            fd, self.gate_w = self.gate_w, None
+        if fd is not None:
+            try:
+                os.write(fd, b"\n")
+            except OSError:
+                pass
+            os.close(fd)
 
     def client_input(self, conn, child) -> None:
         while True:
@@ -153,11 +166,28 @@ class Shim:
     def run(self) -> int:
         r, w = os.pipe()
         argv = [a.replace("{INFO_FD}", str(w)) for a in self.cfg["argv"]]
+        fds = [w]
+        gate_r = None
+        if self.cfg.get("gate"):
+            # A stdinOnce container (kubectl run -i) gets a start gate: the runtime wraps its
+            # command in a shell that reads one line from {GATE_FD} first. The gate opens when
+            # the first attach client connects (kubectl attaches right after it sees the pod
+            # Running), or after "gate" seconds if nobody attaches. Without it a command that
+            # finishes at once is already terminated when kubectl looks, and kubectl falls
+            # back to logs with a "couldn't attach" warning.
+            gate_r, self.gate_w = os.pipe()
+            fds.append(gate_r)
+            argv = [a.replace("{GATE_FD}", str(gate_r)) for a in argv]
         child = subprocess.Popen(
-            argv, env=self.cfg["env"], pass_fds=(w,),
+            argv, env=self.cfg["env"], pass_fds=fds,
             stdin=subprocess.PIPE if self.cfg.get("stdin") else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         os.close(w)
+        if gate_r is not None:
+            os.close(gate_r)
+            timer = threading.Timer(float(self.cfg["gate"]), self.open_gate)
+            timer.daemon = True
+            timer.start()
         started = rfc3339nano()
         info = b""
         while True:
