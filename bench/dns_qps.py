@@ -150,6 +150,8 @@ def main() -> None:
   xfrdir: "{tmp}"
   logfile: "{tmp}/nsd.log"
   verbosity: 0
+  # Debian builds nsd with response rate limiting on; a benchmark anchor must not drop answers
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
