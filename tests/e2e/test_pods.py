@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -138,21 +137,22 @@ def test_failure_paths_show_like_kubernetes(k, ns):
     assert k.ok("logs", "-n", ns, "crasher").strip() == "crashing"
     events = k.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.name=crasher")
     assert "BackOff" in events and "Back-off restarting failed container" in events
-    # a failing readiness probe: Running but not Ready
-    wait_for(lambda: get_row(k, ns, "notready")[2] == "Running", what="notready running")
-    time.sleep(0)  # the probe runs every second; READY must stay 0/1
+    # a failing readiness probe: Running but not Ready (checked after the probe has failed)
+    desc = wait_for(lambda: (lambda d: d if "Readiness probe failed: HTTP probe failed with statuscode: 404"
+                             in d else None)(k.ok("describe", "pod", "notready", "-n", ns)), what="Unhealthy event")
+    assert "Unhealthy" in desc
     row = get_row(k, ns, "notready")
     assert row[1:3] == ["0/1", "Running"], row
     assert k.ok("get", "pod", "notready", "-n", ns, "-o",
                 "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "False"
-    wait_for(lambda: "Readiness probe failed" in k.ok("describe", "pod", "notready", "-n", ns),
-             what="Unhealthy event")
+    # no Service would send it traffic: it is listed as not ready in its endpoints' terms
+    assert pod(k, ns, "notready")["status"]["containerStatuses"][0]["ready"] is False
     # an image tinykube cannot run
     wait_for(lambda: get_row(k, ns, "badimage")[2] in ("ErrImagePull", "ImagePullBackOff"), what="ErrImagePull")
     desc = wait_for(lambda: (lambda d: d if "nginx" in d and "busybox" in d else None)(
         k.ok("describe", "pod", "badimage", "-n", ns)), what="pull event")
     assert "example.invalid/no-such-image:1.0" in desc
-    assert "Failed" in desc
+    assert "Failed" in desc and "ErrImagePull" in desc
     wait_for(lambda: get_row(k, ns, "badimage")[2] == "ImagePullBackOff", timeout=60, what="ImagePullBackOff")
 
 

@@ -82,10 +82,10 @@ def test_logs_previous_after_a_restart(kv, sns):
 
 
 def test_attach(kv, sns):
-    r = timed(kv, 5, "attach", "-n", sns, "ticker")
+    r = timed(kv, 3, "attach", "-n", sns, "ticker")
     assert r.returncode == 124 and "tick" in r.stdout, r
     word = f"w{uuid.uuid4().hex[:6]}"
-    r = timed(kv, 5, "attach", "-i", "-n", sns, "catter", input=f"{word}\n")
+    r = timed(kv, 3, "attach", "-i", "-n", sns, "catter", input=f"{word}\n")
     assert word in r.stdout.split(), r
 
 
