@@ -168,6 +168,15 @@ spec:
     # any host, any path goes to the default backend
     wait_for(lambda: curl(f"http://{gateway}/index.html", "-H", "Host: anything.example").stdout.strip() == APPS[2],
              what="the catch-all default backend")
+    # handed to another class: the address goes, and so does the route
+    k.ok("patch", "ingress", "catch-all", "-n", ns, "--type=merge", "-p", '{"spec":{"ingressClassName":"other"}}')
+    wait_for(lambda: k.ok("get", "ingress", "catch-all", "-n", ns, "-o",
+                          "jsonpath={.status.loadBalancer.ingress}").strip() == "", what="the address cleared")
+    wait_for(lambda: curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{gateway}/index.html").stdout == "404",
+             what="404 once the Ingress is another class's")
+    k.ok("patch", "ingress", "catch-all", "-n", ns, "--type=merge", "-p", '{"spec":{"ingressClassName":"nginx"}}')
+    wait_for(lambda: curl(f"http://{gateway}/index.html", "-H", "Host: anything.example").stdout.strip() == APPS[2],
+             what="served again")
     k.ok("delete", "ingress", "catch-all", "-n", ns)
     wait_for(lambda: curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{gateway}/index.html").stdout == "404",
              what="404 once the default backend is gone")
