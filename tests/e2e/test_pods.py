@@ -65,6 +65,7 @@ def test_run_hostname_and_exit_codes(k, ns):
     r = run_pod(k, ns, "exiter", "sh", "-c", "echo before; exit 3")
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert r.stdout.splitlines()[0] == "before"
+    assert clean_stderr(r.stderr) == [f"pod {ns}/exiter terminated (Error)"], r.stderr
     # stdin reaches the command (stdinOnce: closed when kubectl's input ends)
     r = k("run", "catter", "-n", ns, "--image=busybox", "--restart=Never", "--rm", "-i", "--", "cat",
           input="from stdin\n", timeout=120)
@@ -72,6 +73,25 @@ def test_run_hostname_and_exit_codes(k, ns):
     assert clean_stderr(r.stderr) == [], r.stderr
     # --rm really removed them
     assert k.ok("get", "pods", "-n", ns, "-o", "name").strip() == ""
+
+
+def test_run_with_kubectl_1_27_spdy_attach(cluster, ns):
+    k27 = cluster.kubectl("1.27")
+    r = run_pod(k27, ns, "oldpod", "sh", "-c", "hostname; exit 3")
+    assert r.returncode == 3 and r.stdout.splitlines()[0] == "oldpod", (r.stdout, r.stderr)
+    # kubectl's own report of a failed pod, as against any cluster
+    assert clean_stderr(r.stderr) == [f"pod {ns}/oldpod terminated (Error)"], r.stderr
+
+
+def test_stdin_once_container_starts_without_an_attach(k, ns):
+    """The start gate of a stdinOnce container opens after a few seconds when nobody attaches."""
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lonely"},
+                "spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "main", "image": "busybox", "stdin": True, "stdinOnce": True,
+                     "command": ["sh", "-c", "echo started alone"]}]}}
+    k.ok("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    wait_for(lambda: get_row(k, ns, "lonely")[2] == "Completed", timeout=60, what="lonely completed")
+    assert k.ok("logs", "-n", ns, "lonely") == "started alone\n"
 
 
 # ---------------------------------------------------------------- isolation
