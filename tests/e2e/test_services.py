@@ -397,6 +397,10 @@ def test_nodeport(k, sns, app, node_ip):
     assert set(bodies) == set(app)
     r = curl(f"http://{node_ip}:{node_port}/")
     assert r.returncode == 0 and r.stdout.strip() in app
+    # from a pod, through the node's address
+    out = k.ok("exec", "-n", sns, "client-pod", "--", "sh", "-c",
+               f"for i in $(seq 20); do curl -s -m 5 http://{node_ip}:{node_port}/; done").split()
+    assert len(out) == 20 and set(out) <= set(app), out
     # the same port again: already allocated
     r = k("apply", "-n", sns, "-f", "-", input=manifest("nodeport-dup.yaml", NODE_PORT=node_port))
     assert r.returncode != 0
@@ -457,20 +461,20 @@ def test_fixed_cluster_ip(k, sns, app, cluster):
             f"failed to allocate IP {inside}: provided IP is already allocated") in r.stderr, r.stderr
 
 
-def test_loadbalancer_stays_pending(k, sns, app):
+def test_loadbalancer_stays_pending(k, sns, app, node_ip):
     apply(k, sns, "lb.yaml")
     row = k.ok("get", "svc", "sample-lb", "-n", sns, "--no-headers").split()
     assert row[1] == "LoadBalancer" and row[3] == "<pending>", row
     assert re.fullmatch(r"8080:3\d{4}/TCP", row[4]), row
-    time.sleep(2)   # nothing may fill it later either (no pool)
-    assert k.ok("get", "svc", "sample-lb", "-n", sns, "--no-headers").split()[3] == "<pending>"
     lines = describe_lines(k, sns, "sample-lb")
     assert field(lines, "Type") == ["LoadBalancer"] and field(lines, "LoadBalancer Ingress") == []
-    # the node port part works
+    assert field(lines, "External Traffic Policy") == ["Cluster"]
+    # the ClusterIP and NodePort parts work
     node_port = int(row[4].split(":")[1].split("/")[0])
     ip = cluster_ip(k, sns, "sample-lb")
     assert wait_for(lambda: curl(f"http://{ip}:8080/").stdout.strip(), what="LB clusterIP") in app
-    del node_port
+    assert wait_for(lambda: curl(f"http://{node_ip}:{node_port}/").stdout.strip(), what="LB nodePort") in app
+    assert k.ok("get", "svc", "sample-lb", "-n", sns, "--no-headers").split()[3] == "<pending>"
 
 
 # --------------------------------------------------------------------------- environment vars
@@ -512,20 +516,56 @@ def test_service_environment_variables(k, sns, app):
 
 
 # ------------------------------------------------------------------------ replace the backend
+class UdpPinger(threading.Thread):
+    """Asks ip:port "hostname" twice a second from one fixed source port, so the flow's
+    conntrack entry never expires on its own; records the answers."""
+
+    def __init__(self, ip: str, port: int):
+        super().__init__(daemon=True)
+        self.dst = (ip, port)
+        self.answers: list[str] = []
+        self.stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("0.0.0.0", 0))
+        self.sock.settimeout(0.5)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:   # ICMP errors of earlier datagrams surface on either call
+                self.sock.sendto(b"hostname", self.dst)
+                self.answers.append(self.sock.recv(2048).decode().strip())
+            except OSError as e:
+                self.answers.append(type(e).__name__)
+            self.stop.wait(0.5)
+        self.sock.close()
+
+
 def test_replacing_the_deployment_keeps_the_service(k, sns, app):
+    apply(k, sns, "udp.yaml")
     ip = cluster_ip(k, sns, "sample-clusterip")
+    uip = cluster_ip(k, sns, "sample-udp")
     before = k.ok("get", "svc", "sample-clusterip", "-n", sns, "-o", "jsonpath={.metadata.resourceVersion}")
-    k.ok("delete", "deployment", "sample-deployment", "-n", sns, "--wait=true", timeout=120)
-    wait_for(lambda: not ready_pods(k, sns, APP), timeout=90, what="old pods gone")
-    apply(k, sns, "deployment.yaml")
-    new = wait_pods(k, sns, APP, 3)
-    assert not set(new) & set(app)
-    write_hostname(k, sns, new)
-    wait_for(lambda: endpoints_of(k, sns, "sample-clusterip") == {f"{p}:80" for p in new.values()},
-             what="endpoints of the new pods")
-    bodies = wait_for(lambda: (lambda b: b if set(b) == set(new) else None)(host_requests(ip, 8080, 60)),
-                      what="traffic to the new pods")
-    assert set(bodies) == set(new)
+    pinger = UdpPinger(uip, 9000)
+    pinger.start()
+    try:
+        wait_for(lambda: pinger.answers and pinger.answers[-1] in app, what="UDP flow to an old pod")
+        k.ok("delete", "deployment", "sample-deployment", "-n", sns, "--wait=true", timeout=120)
+        wait_for(lambda: not ready_pods(k, sns, APP), timeout=90, what="old pods gone")
+        apply(k, sns, "deployment.yaml")
+        new = wait_pods(k, sns, APP, 3)
+        assert not set(new) & set(app)
+        write_hostname(k, sns, new)
+        wait_for(lambda: endpoints_of(k, sns, "sample-clusterip") == {f"{p}:80" for p in new.values()},
+                 what="endpoints of the new pods")
+        bodies = wait_for(lambda: (lambda b: b if set(b) == set(new) else None)(host_requests(ip, 8080, 60)),
+                          what="traffic to the new pods")
+        assert set(bodies) == set(new)
+        # the long-lived UDP flow was moved off the deleted pod (its conntrack entry flushed)
+        wait_for(lambda: pinger.answers[-3:] and all(a in new for a in pinger.answers[-3:]), timeout=20,
+                 what=f"UDP flow on a new pod (last answers {pinger.answers[-5:]})")
+    finally:
+        pinger.stop.set()
+        pinger.join(5)
     after = k.ok("get", "svc", "sample-clusterip", "-n", sns, "-o", "jsonpath={.metadata.resourceVersion}")
     assert after == before
     app.clear()
