@@ -202,7 +202,13 @@ def _kill_leftovers(cluster: ClusterConfig) -> None:
             argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"tinykube" in a for a in argv) and any(marker.encode() in a for a in argv):
+        try:
+            cwd = os.readlink(pid_dir / "cwd")
+        except OSError:
+            cwd = ""
+        ours = any(b"tinykube" in a for a in argv) and any(marker.encode() in a for a in argv)
+        # the ingress nginx and similar helpers run with their working directory in the data dir
+        if ours or cwd == marker or cwd.startswith(marker + "/"):
             try:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
             except OSError:
