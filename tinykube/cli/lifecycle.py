@@ -207,8 +207,9 @@ def _kill_leftovers(cluster: ClusterConfig) -> None:
         except OSError:
             cwd = ""
         ours = any(b"tinykube" in a for a in argv) and any(marker.encode() in a for a in argv)
-        # the ingress nginx and similar helpers run with their working directory in the data dir
-        if ours or cwd == marker or cwd.startswith(marker + "/"):
+        # the ingress nginx runs with its working directory in the data dir
+        nginx_here = bool(argv) and b"nginx" in argv[0] and (cwd == marker or cwd.startswith(marker + "/"))
+        if ours or nginx_here:
             try:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
             except OSError:
