@@ -183,6 +183,9 @@ def test_clusterip_describe_and_balancing(k, sns, app, cluster):
               "Session Affinity": "None", "Internal Traffic Policy": "Cluster", "Events": "<none>"}
     for key, value in expect.items():
         assert f"{key + ':':<{w}}{value}" in lines, (key, lines)
+    # kubectl before 1.29 took the Endpoints line from the Endpoints object
+    old = cluster.kubectl("1.27")("describe", "service", "sample-clusterip", "-n", sns).stdout.splitlines()
+    assert set(field(old, "Endpoints")[0].split(",")) == want, old
     order = [l.split(":")[0] for l in lines if l and not l.startswith(" ")]
     assert order[order.index("Selector"):] == ["Selector", "Type", "IP Family Policy", "IP Families", "IP", "IPs",
                                                "Port", "TargetPort", "Endpoints", "Session Affinity",
@@ -283,7 +286,7 @@ def test_no_endpoints_rejects_at_once(k, sns, app):
     assert k.ok("get", "ep", "sample-no-endpoints", "-n", sns, "--no-headers").split()[1] == "<none>"
 
 
-def test_hairpin(k, sns):
+def test_hairpin(k, sns, node_ip):
     apply(k, sns, "hairpin.yaml")
     wait_pods(k, sns, "app=hairpin-app", 1)
     write_hostname(k, sns, ["hairpin-pod"])
@@ -294,6 +297,10 @@ def test_hairpin(k, sns):
     out = k.ok("exec", "-n", sns, "hairpin-pod", "--", "sh", "-c",
                f"for i in 1 2 3 4 5; do curl -s -m 5 http://hairpin-service:8080/; done").split()
     assert out == ["hairpin-pod"] * 5
+    # and through the node port on the node's address
+    node_port = k.ok("get", "svc", "hairpin-service", "-n", sns, "-o", "jsonpath={.spec.ports[0].nodePort}")
+    out = k.ok("exec", "-n", sns, "hairpin-pod", "--", "curl", "-s", "-m", "5", f"http://{node_ip}:{node_port}/")
+    assert out.strip() == "hairpin-pod"
 
 
 def test_readiness_removes_and_restores_endpoint(k, sns):
@@ -432,6 +439,27 @@ def test_external_ips_answer_only_on_listed_addresses(k, sns, app, node_ip):
     # from a pod too
     out = k.ok("exec", "-n", sns, "client-pod", "--", "curl", "-s", "-m", "5", f"http://{node_ip}:{port}/")
     assert out.strip() in app
+
+
+def test_external_ip_inside_service_range_and_port_removal(k, sns, app, cluster):
+    """An externalIP inside the service range (an address the cluster routes locally), and a port
+    removed from a Service stops answering at once."""
+    net = ipaddress.ip_network(cluster.config.service_cidr)
+    used = set(k.ok("get", "svc", "-A", "-o", "jsonpath={.items[*].spec.clusterIP}").split())
+    ext = next(str(a) for a in (net.network_address + 6000 + i for i in range(1000)) if str(a) not in used)
+    svc = manifest("clusterip-multi.yaml").replace("sample-clusterip-multi", "sample-ext-multi").replace(
+        "  type: ClusterIP\n", f"  type: ClusterIP\n  externalIPs:\n    - {ext}\n")
+    k.ok("apply", "-n", sns, "-f", "-", input=svc)
+    ip = cluster_ip(k, sns, "sample-ext-multi")
+    for addr in (ip, ext):
+        wait_for(lambda: set(host_requests(addr, 8443, 20, "/hostname")) == set(app), what=f"{addr}:8443")
+    out = k.ok("exec", "-n", sns, "client-pod", "--", "curl", "-s", "-m", "5", f"http://{ext}:8080/")
+    assert out.strip() in app
+    k.ok("patch", "svc", "sample-ext-multi", "-n", sns, "--type=json",
+         "-p", '[{"op":"remove","path":"/spec/ports/1"}]')
+    for addr in (ip, ext):
+        wait_for(lambda: refused(curl(f"http://{addr}:8443/", "-v")), timeout=20, what=f"{addr}:8443 refused")
+        assert curl(f"http://{addr}:8080/").stdout.strip() in app
 
 
 def test_fixed_cluster_ip(k, sns, app, cluster):
