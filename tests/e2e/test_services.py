@@ -77,7 +77,8 @@ def curl(url: str, *extra: str, timeout: float = 5) -> subprocess.CompletedProce
 
 
 def host_requests(ip: str, port: int, n: int, path: str = "/") -> list[str]:
-    """n HTTP requests from the host, each on a new connection; the bodies, stripped."""
+    """n HTTP requests from the host, each on a new connection; the bodies, stripped (a failed
+    request gives "<error ...>", so callers polling with wait_for simply try again)."""
     import http.client
     out = []
     for _ in range(n):
@@ -85,6 +86,8 @@ def host_requests(ip: str, port: int, n: int, path: str = "/") -> list[str]:
         try:
             c.request("GET", path, headers={"Connection": "close"})
             out.append(c.getresponse().read().decode().strip())
+        except (OSError, http.client.HTTPException) as e:
+            out.append(f"<error {e!r}>")
         finally:
             c.close()
     return out
@@ -325,7 +328,7 @@ def test_readiness_removes_and_restores_endpoint(k, sns):
 
 
 # ---------------------------------------------------------------------------- session affinity
-def test_session_affinity_client_ip(k, sns, app):
+def test_session_affinity_client_ip(k, sns, app, node_ip):
     apply(k, sns, "session-affinity.yaml")
     ip = cluster_ip(k, sns, "sample-session-affinity")
     spec = json.loads(k.ok("get", "svc", "sample-session-affinity", "-n", sns, "-o", "json"))["spec"]
@@ -347,6 +350,14 @@ def test_session_affinity_client_ip(k, sns, app):
         if len(set(choices)) > 1:
             break
     assert len(set(choices)) > 1, choices
+    # the same through a node port (type changed to NodePort: a port is allocated on update)
+    k.ok("patch", "svc", "sample-session-affinity", "-n", sns, "--type=merge", "-p", '{"spec":{"type":"NodePort"}}')
+    node_port = int(k.ok("get", "svc", "sample-session-affinity", "-n", sns, "-o",
+                         "jsonpath={.spec.ports[0].nodePort}"))
+    assert 30000 <= node_port <= 32767
+    sticky = wait_for(lambda: (lambda b: b if len(b) == 30 else None)(host_requests(node_ip, node_port, 30)),
+                      what="NodePort answers")
+    assert len(set(sticky)) == 1 and sticky[0] in app, collections.Counter(sticky)
     # and None spreads again
     k.ok("patch", "svc", "sample-session-affinity", "-n", sns, "--type=merge",
          "-p", '{"spec":{"sessionAffinity":"None"}}')
