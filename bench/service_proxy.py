@@ -52,13 +52,26 @@ def _wrk_rate(out: str) -> tuple[float, int]:
     return (float(m.group(1)) if m else 0.0), errs + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def wrk(urls: list[str], seconds: int, connections: int, close: bool) -> tuple[float, int]:
-    """Sum of Requests/sec of one wrk per URL run at the same time, connections split."""
+def netns_of_ip(ip: str) -> str | None:
+    """The network namespace that holds a pod IP (tinykube names them tk-<cluster>-<uid>)."""
+    for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith("tk-") and f"inet {ip}/" in subprocess.run(
+                ["ip", "-n", name, "-4", "addr"], capture_output=True, text=True).stdout:
+            return name
+    return None
+
+
+def wrk(urls: list[str], seconds: int, connections: int, close: bool,
+        netns: str | None = None) -> tuple[float, int]:
+    """Sum of Requests/sec of one wrk per URL run at the same time, connections split; inside
+    `netns` (a client pod's network namespace) when given."""
     per = max(1, connections // len(urls))
     threads = max(1, min(per, (os.cpu_count() or 1) // len(urls) or 1))
     procs = []
     for u in urls:
-        argv = ["wrk", "-t", str(threads), "-c", str(per), "-d", f"{seconds}s", "--latency"]
+        argv = (["ip", "netns", "exec", netns] if netns else []) + \
+            ["wrk", "-t", str(threads), "-c", str(per), "-d", f"{seconds}s", "--latency"]
         if close:
             argv += ["-H", "Connection: close"]
         procs.append(subprocess.Popen(argv + [u], stdout=subprocess.PIPE, text=True))
@@ -150,9 +163,20 @@ async def setup_web(api: Api, ns: str) -> tuple[str, list[str]]:
     await api.create_ns(ns)
     for i in range(3):
         await api.cl.create(api.r.get("pods"), _nginx_pod(i), ns)
+    # the load generator's pod: wrk runs in its network namespace, as a pod's client would
+    await api.cl.create(api.r.get("pods"), {"metadata": {"name": "client", "labels": {"role": "client"}},
+                                            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                                                     "command": ["sleep", "86400"]}]}}, ns)
     svc = await api.cl.create(api.r.get("services"), _service("web"), ns)
     ip = await api.cluster_ip(ns, "web", svc)
     pod_ips = await api.pods_ready(ns, 3)
+    client = ""
+    for _ in range(200):
+        client = (await api.cl.get(api.r.get("pods"), ns, "client")).get("status", {}).get("podIP", "")
+        if client:
+            break
+        await asyncio.sleep(0.3)
+    api.client_netns = netns_of_ip(client) if client else None
     await _wait_connect(ip, 80, 60)
     for pip in pod_ips:
         await _wait_connect(pip, 80, 60)
@@ -207,16 +231,19 @@ def cluster_part(args, kubeconfig: str) -> None:
             cip, pod_ips = await setup_web(api, ns)
             print(f"ClusterIP {cip}:80 -> pods {', '.join(pod_ips)} (nginx); wrk {args.seconds}s, "
                   f"{args.connections} connections")
-            for close, what in ((False, "requests/s (keep-alive)"),
-                                (True, "new connections/s (Connection: close)")):
-                via, e1 = await asyncio.to_thread(wrk, [f"http://{cip}/"] * 3, args.seconds,
-                                                  args.connections, close)
-                direct, e2 = await asyncio.to_thread(wrk, [f"http://{p}/" for p in pod_ips],
-                                                     args.seconds, args.connections, close)
-                r = via / direct if direct else float("nan")
-                print(f"  {what}: ClusterIP {via:9.0f}   pod IPs {direct:9.0f}   ratio {r:.2f}   "
-                      f"target >= {THROUGHPUT_TARGET}: {verdict(r >= THROUGHPUT_TARGET)}"
-                      + (f"   (errors {e1}/{e2})" if e1 or e2 else ""))
+            clients = [("from a pod", api.client_netns)] if api.client_netns else []
+            clients.append(("from the host", None))
+            for where, netns in clients:
+                for close, what in ((False, "requests/s (keep-alive)"),
+                                    (True, "new connections/s (Connection: close)")):
+                    via, e1 = await asyncio.to_thread(wrk, [f"http://{cip}/"] * 3, args.seconds,
+                                                      args.connections, close, netns)
+                    direct, e2 = await asyncio.to_thread(wrk, [f"http://{p}/" for p in pod_ips],
+                                                         args.seconds, args.connections, close, netns)
+                    r = via / direct if direct else float("nan")
+                    print(f"  {where}, {what}: ClusterIP {via:9.0f}   pod IPs {direct:9.0f}   ratio {r:.2f}   "
+                          f"target >= {THROUGHPUT_TARGET}: {verdict(r >= THROUGHPUT_TARGET)}"
+                          + (f"   (errors {e1}/{e2})" if e1 or e2 else ""))
             lat0 = await programming_latency(api, ns, args.latency_services, "a")
             ms = [x * 1000 for x in lat0]
             print(f"network programming latency, {len(ms)} new Services, 1 existing: "
