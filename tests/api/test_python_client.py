@@ -140,7 +140,7 @@ def test_namespace_deletion_removes_contents(api):
     v1.create_namespace({"metadata": {"name": "doomed"}})
     v1.create_namespaced_config_map("doomed", {"metadata": {"name": "x"}})
     v1.create_namespaced_service("doomed", _svc("s"))
-    ns = v1.delete_namespace("doomed")
+    v1.delete_namespace("doomed")
     import time
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

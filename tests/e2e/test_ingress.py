@@ -143,7 +143,7 @@ def test_ingress_only_default_backend_and_classes(k, ns, cluster):
     # the controller's class exists and is the default
     out = k.ok("get", "ingressclass", "nginx", "-o", "jsonpath={.spec.controller} {.metadata.annotations}")
     assert out.startswith("k8s.io/ingress-nginx ") and '"ingressclass.kubernetes.io/is-default-class":"true"' in out
-    other = f"""apiVersion: networking.k8s.io/v1
+    other = """apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: not-ours

@@ -298,7 +298,7 @@ def test_hairpin(k, sns, node_ip):
                              f"http://{ip}:8080/").stdout.strip(), what="hairpin answer")
     assert out == "hairpin-pod"
     out = k.ok("exec", "-n", sns, "hairpin-pod", "--", "sh", "-c",
-               f"for i in 1 2 3 4 5; do curl -s -m 5 http://hairpin-service:8080/; done").split()
+               "for i in 1 2 3 4 5; do curl -s -m 5 http://hairpin-service:8080/; done").split()
     assert out == ["hairpin-pod"] * 5
     # and through the node port on the node's address
     node_port = k.ok("get", "svc", "hairpin-service", "-n", sns, "-o", "jsonpath={.spec.ports[0].nodePort}")
@@ -544,7 +544,7 @@ def test_service_environment_variables(k, sns, app):
     ])
     assert sorted(l for l in env if l.startswith("KUBERNETES_")) == kube
     multi = cluster_ip(k, sns, "sample-clusterip-multi")
-    assert f"SAMPLE_CLUSTERIP_MULTI_SERVICE_PORT_HTTPS_PORT=8443" in env
+    assert "SAMPLE_CLUSTERIP_MULTI_SERVICE_PORT_HTTPS_PORT=8443" in env
     assert f"SAMPLE_CLUSTERIP_MULTI_PORT_8443_TCP=tcp://{multi}:8443" in env
     assert "SAMPLE_UDP_PORT=udp://" + cluster_ip(k, sns, "sample-udp") + ":9000" in env
     assert not [l for l in env if l.startswith(("SAMPLE_HEADLESS", "SAMPLE_EXTERNALNAME"))]

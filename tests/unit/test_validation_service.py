@@ -1,6 +1,5 @@
 import copy
 
-import pytest
 
 from tinykube.api import defaults, errors
 from tinykube.api.resources import get

@@ -2,7 +2,6 @@
 entry points of the components the supervisor runs."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil

@@ -1,7 +1,6 @@
 """The DaemonSet controller: one pod per Ready node the template's nodeSelector admits."""
 from __future__ import annotations
 
-import copy
 import logging
 import time
 

@@ -13,7 +13,7 @@ from . import rollout
 from .base import Controller, SharedInformers
 from .events import Recorder
 from .hashing import compute_hash
-from .util import controller_ref, is_active, label_selector, meta, now_rfc3339, owner_ref, parse_time
+from .util import controller_ref, label_selector, meta, now_rfc3339, owner_ref, parse_time
 
 log = logging.getLogger("tinykube.controllers.deployment")
 

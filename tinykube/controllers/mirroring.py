@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 from tinykube.api.errors import ApiError
-from tinykube.api.resources import get as get_resource
 
 from .base import Controller, SharedInformers
 from .endpoints import ENDPOINTS, SKIP_MIRROR, api_server_address

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from tinykube.api.errors import ApiError
 from tinykube.api.resources import get as get_resource

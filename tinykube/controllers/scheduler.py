@@ -1,7 +1,6 @@
 """A default-scheduler: binds pending pods to a Ready, schedulable node that fits."""
 from __future__ import annotations
 
-import copy
 import logging
 
 from tinykube.api.errors import ApiError

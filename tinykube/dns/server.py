@@ -15,7 +15,7 @@ import time
 from . import wire as W
 from .forward import Forwarder
 from .metrics import Metrics
-from .zone import FORWARD, SERVFAIL, Entry, Zone, _Chase, encode
+from .zone import FORWARD, Entry, Zone, _Chase, encode
 
 log = logging.getLogger("tinykube.dns")
 

@@ -33,10 +33,9 @@ import ssl
 import struct
 import sys
 import termios
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from ...net import bridge as brmod
 from ...net import netns as nsmod

@@ -31,7 +31,7 @@ import inspect
 import json
 import os
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import WSMsgType, web
 

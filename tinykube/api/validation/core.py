@@ -9,7 +9,7 @@ from tinykube.api.errors import FieldError
 
 from .common import (
     GoValue, Path, as_int, duplicate, forbidden, go_quote, go_string_slice, immutable, invalid,
-    is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
+    is_config_map_key, is_dns1123_subdomain, is_qualified_name,
     is_valid_port_name, is_valid_port_num, name_is_dns1035_label, name_is_dns_label,
     name_is_dns_subdomain, not_supported, parse_ip, required, too_long, validate_annotations,
     validate_cidr, validate_dns1123_label, validate_dns1123_subdomain, validate_finalizer_name,
