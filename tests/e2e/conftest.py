@@ -62,8 +62,8 @@ def host_traces(cfg) -> dict:
     links = [l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
                                                             text=True).stdout or "[]")]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split("\n")
-    routes = subprocess.run(["ip", "route", "show", "table", "local", cfg.service_cidr], capture_output=True,
-                            text=True).stdout
+    routes = "".join(subprocess.run(["ip", "route", "show", "table", "local", cidr], capture_output=True,
+                                    text=True).stdout for cidr in (cfg.service_cidr, cfg.lb_pool) if cidr)
     return {"netns": [n for n in netns if n.startswith(cfg.netns_prefix)],
             "links": [l for l in links if l.startswith(cfg.link_prefix)],
             "tables": [t for t in tables if cfg.nft_prefix in t or f"tinykube-{cfg.bridge}-" in t],

@@ -11,6 +11,7 @@ from .conftest import TINYKUBE, Cluster, host_traces, wait_for
 
 SECOND_SERVICE_CIDR = os.environ.get("TINYKUBE_E2E_SECOND_SERVICE_CIDR", "10.140.0.0/16")
 SECOND_POD_CIDR = os.environ.get("TINYKUBE_E2E_SECOND_POD_CIDR", "10.210.0.0/16")
+SECOND_LB_POOL = os.environ.get("TINYKUBE_E2E_SECOND_LB_POOL", "10.250.0.0/29")
 
 
 def test_status_kubeconfig_and_kubectl(cluster):
@@ -49,7 +50,7 @@ def test_second_cluster_side_by_side_and_restart_keeps_objects(cluster, tmp_path
     other.name = f"{cluster.name}b"
     try:
         other.tinykube("up", "--api-port", str(other.api_port), "--service-cidr", SECOND_SERVICE_CIDR,
-                       "--pod-cidr", SECOND_POD_CIDR, timeout=240)
+                       "--pod-cidr", SECOND_POD_CIDR, "--lb-pool", SECOND_LB_POOL, timeout=240)
         k2 = other.kubectl()
         k2.ok("create", "configmap", "keep", "--from-literal=a=1")
         k2.ok("create", "service", "clusterip", "keepsvc", "--tcp=80:8080")
@@ -57,6 +58,19 @@ def test_second_cluster_side_by_side_and_restart_keeps_objects(cluster, tmp_path
         assert ipaddress.ip_address(ip) in ipaddress.ip_network(SECOND_SERVICE_CIDR)
         # both clusters answer at the same time
         assert "kube-system" in cluster.kubectl().ok("get", "ns")
+        # a LoadBalancer Service gets an address from the pool, and that address serves
+        k2.ok("create", "deployment", "lbweb", "--image=nginx")
+        k2.ok("expose", "deployment", "lbweb", "--type=LoadBalancer", "--port=8080", "--target-port=80")
+        lb_ip = wait_for(lambda: k2.ok("get", "svc", "lbweb", "-o",
+                                       "jsonpath={.status.loadBalancer.ingress[0].ip}").strip(),
+                         what="LoadBalancer ingress IP")
+        assert ipaddress.ip_address(lb_ip) in ipaddress.ip_network(SECOND_LB_POOL)
+        row = k2.ok("get", "svc", "lbweb").splitlines()[1].split()
+        assert row[1] == "LoadBalancer" and row[3] == lb_ip and row[4].startswith("8080:")
+        k2.ok("rollout", "status", "deployment/lbweb", "--timeout=90s", timeout=100)
+        page = wait_for(lambda: subprocess.run(["curl", "-s", "-m", "3", f"http://{lb_ip}:8080/"],
+                                               capture_output=True, text=True).stdout, what="LB answer")
+        assert "Welcome to nginx!" in page
         cfg = other.config
         other.tinykube("down")
         assert not any(host_traces(cfg).values()), host_traces(cfg)

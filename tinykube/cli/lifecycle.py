@@ -78,6 +78,8 @@ def prepare_host(cluster: ClusterConfig) -> None:
     from tinykube.net import guard, routes
     guard.install_guard(cluster.name, cluster_ranges(cluster))
     routes.add_local_route(cluster.service_cidr)
+    if cluster.lb_pool:  # LoadBalancer IPs are the node's, like ClusterIPs: DNAT'd, never routed out
+        routes.add_local_route(cluster.lb_pool)
 
 
 def cluster_ranges(cluster: ClusterConfig) -> list[str]:
@@ -189,6 +191,8 @@ def remove_host_state(cluster: ClusterConfig) -> None:
             _run("nft", "delete", "table", parts[1], parts[2])
     _kill_leftovers(cluster)
     routes.remove_local_route(cluster.service_cidr)
+    if cluster.lb_pool:
+        routes.remove_local_route(cluster.lb_pool)
     guard.remove_guard(cluster.name)
 
 
