@@ -92,3 +92,12 @@ def test_up_needs_no_second_call_when_running(cluster):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert str(cluster.kubeconfig) in r.stdout
+
+
+def test_overlapping_ranges_are_refused(cluster, tmp_path):
+    r = subprocess.run([*TINYKUBE, "up", "--name", f"{cluster.name}x", "--data-dir", str(tmp_path / "x"),
+                        "--api-port", "0", "--service-cidr", cluster.config.service_cidr,
+                        "--pod-cidr", "10.213.0.0/16"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"overlaps {cluster.config.service_cidr} of the running cluster {cluster.name!r}" in r.stderr
+    assert not (tmp_path / "x" / "cluster.json").exists()

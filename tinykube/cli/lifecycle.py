@@ -76,10 +76,40 @@ def prepare_host(cluster: ClusterConfig) -> None:
     """The guard first, then the local route for the service CIDR: from this moment no packet for
     a cluster range can leave through an interface tinykube did not make."""
     from tinykube.net import guard, routes
+    check_no_overlap(cluster)
     guard.install_guard(cluster.name, cluster_ranges(cluster))
     routes.add_local_route(cluster.service_cidr)
     if cluster.lb_pool:  # LoadBalancer IPs are the node's, like ClusterIPs: DNAT'd, never routed out
         routes.add_local_route(cluster.lb_pool)
+
+
+def check_no_overlap(cluster: ClusterConfig) -> None:
+    """Two running clusters with overlapping ranges would steal each other's traffic; every
+    running cluster's guard table lists its ranges."""
+    import ipaddress
+    ours = [ipaddress.ip_network(c, strict=False) for c in cluster_ranges(cluster)]
+    mine = f"tinykube-{cluster.name}-guard"
+    for line in _run("nft", "list", "tables", "inet").stdout.splitlines():
+        table = line.split()[-1] if line.strip() else ""
+        if not (table.startswith("tinykube-") and table.endswith("-guard")) or table == mine \
+                or table == f"tinykube-{cluster.bridge}-guard":
+            continue
+        try:
+            sets = json.loads(_run("nft", "-j", "list", "set", "inet", table, "ranges4").stdout)["nftables"]
+        except (ValueError, KeyError):
+            continue
+        for item in sets:
+            for el in item.get("set", {}).get("elem", []):
+                p = el.get("prefix") if isinstance(el, dict) else None
+                if not p:
+                    continue
+                theirs = ipaddress.ip_network(f'{p["addr"]}/{p["len"]}', strict=False)
+                clash = next((n for n in ours if n.overlaps(theirs)), None)
+                if clash:
+                    other = table[len("tinykube-"):-len("-guard")]
+                    raise click.ClickException(
+                        f"{clash} overlaps {theirs} of the running cluster {other!r}; "
+                        f"choose other ranges with --service-cidr / --pod-cidr / --lb-pool")
 
 
 def cluster_ranges(cluster: ClusterConfig) -> list[str]:
@@ -95,6 +125,7 @@ def up(wanted: ClusterConfig, timeout: int) -> None:
         cluster = wanted
         if cluster.api_port == 0:
             cluster.api_port = _free_port()
+        check_no_overlap(cluster)  # before anything is written for the new cluster
         cluster.save()
     kubeconfig = write_kubeconfig(cluster)
     if supervisor_pid(cluster) is None:
