@@ -10,7 +10,9 @@ import copy
 import datetime
 import json
 import logging
+import os
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import AsyncIterator
@@ -28,8 +30,55 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_stamp
+    sec = int(time.time())          # the text changes once a second: format it once a second
+    if sec != _last_stamp[0]:
+        _last_stamp = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
+    return _last_stamp[1]
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copy_json(obj):
+    """copy.deepcopy for trees of dicts, lists and JSON scalars (what request bodies are),
+    without deepcopy's per-node dispatch; anything else, or a container met twice (shared or
+    cyclic, which deepcopy reproduces), goes to copy.deepcopy."""
+    seen: set[int] = set()
+
+    def walk(o):
+        t = type(o)
+        if t is dict:
+            if id(o) in seen:
+                raise _NotTree
+            seen.add(id(o))
+            return {k if type(k) is str else walk_key(k): walk(v) for k, v in o.items()}
+        if t is list:
+            if id(o) in seen:
+                raise _NotTree
+            seen.add(id(o))
+            return [walk(v) for v in o]
+        if t in _ATOMS:
+            return o
+        raise _NotTree
+
+    def walk_key(k):
+        if type(k) in _ATOMS:
+            return k
+        raise _NotTree
+
+    try:
+        return walk(obj)
+    except _NotTree:
+        return copy.deepcopy(obj)
+
+
+class _NotTree(Exception):
+    pass
 
 
 @dataclass
@@ -197,7 +246,7 @@ class Registry:
         return await self._store_create(res, obj, opts)
 
     def _prepare_new(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions) -> dict:
-        obj = copy.deepcopy(obj)
+        obj = _copy_json(obj)
         obj["kind"] = res.kind
         obj["apiVersion"] = res.api_version
         md = obj.setdefault("metadata", {})

@@ -65,6 +65,7 @@ INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0)
 """
 
 _STOP = object()
+_CHUNK = 250               # rows per multi-row statement
 _MAX_BATCH = 2000          # requests per transaction
 _HISTORY_PAGE = 1000       # rows per history read for watch
 
@@ -97,6 +98,56 @@ def _stamp(obj: dict, revision: int) -> str:
     meta["resourceVersion"] = str(revision)
     out["metadata"] = meta
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+_RV_MARK = "\x00tinykube-rv-" + os.urandom(8).hex()
+_RV_MARK_JSON = json.dumps(_RV_MARK)
+
+
+def _prestamp(obj: Any) -> tuple[str, str] | None:
+    """_stamp done ahead of time, on the caller's thread: the JSON text split where the revision
+    goes, so the writer thread only joins strings. None when that cannot be done exactly (not a
+    dict, not JSON, or the marker occurs in the object itself): the writer then runs _stamp,
+    raising whatever it raises at the point the operation would have raised it."""
+    if not isinstance(obj, dict):
+        return None
+    out = dict(obj)
+    meta = out.get("metadata")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["resourceVersion"] = _RV_MARK
+    out["metadata"] = meta
+    try:
+        text = json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+    except Exception:  # noqa: BLE001 - the writer reproduces it in order
+        return None
+    parts = text.split(_RV_MARK_JSON)
+    if len(parts) != 2:
+        return None
+    return parts[0], parts[1]
+
+
+def _stamped(obj: dict, pre: tuple[str, str] | None, revision: int) -> str:
+    if pre is None:
+        return _stamp(obj, revision)
+    return f'{pre[0]}"{revision}"{pre[1]}'
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, width: int, rows: list[tuple]) -> None:
+    """INSERT rows with one multi-row statement per _CHUNK rows (one SQLite step each)."""
+    for i in range(0, len(rows), _CHUNK):
+        part = rows[i:i + _CHUNK]
+        conn.execute(_values_sql(head, width, len(part)), [v for row in part for v in row])
+
+
+_SQL_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _values_sql(head: str, width: int, n: int) -> str:
+    sql = _SQL_CACHE.get((head, width, n))
+    if sql is None:
+        one = "(" + ",".join("?" * width) + ")"
+        sql = _SQL_CACHE[(head, width, n)] = head + ",".join([one] * n)
+    return sql
 
 
 class _Request:
@@ -303,13 +354,22 @@ class SqliteStore(Store):
         return conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
 
     def _run_write_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
+        # Python releases the GIL around every SQLite step and must take it back afterwards,
+        # which waits while the event loop runs; so a batch makes a fixed handful of SQLite
+        # calls, whatever its size: the rows it touches are read in one query, the operations
+        # run against that snapshot in memory, and the result is written in a few multi-row
+        # statements just before COMMIT.
         results: list[tuple[asyncio.Future, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Read under the write lock (cheap), so the counter stays right even if another
             # process wrote to the file.
-            start = self._meta(conn, "revision")
-            ctx = _WriteCtx(conn, start, self._meta(conn, "compacted"))
+            start, compacted = conn.execute(
+                "SELECT (SELECT value FROM meta WHERE name='revision'), "
+                "(SELECT value FROM meta WHERE name='compacted')").fetchone()
+            ctx = _WriteCtx(conn, start, compacted)
+            keyed = (self._w_create, self._w_update, self._w_delete)
+            ctx.load([req.args[0] for req in batch if req.fn in keyed])
             for req in batch:
                 # Operations check first and write last, so an error they raise (KeyExists,
                 # a mismatch, an object that is not JSON) leaves nothing behind; an SQLite
@@ -323,8 +383,9 @@ class SqliteStore(Store):
                 else:
                     results.append((req.future, True, value))
             if ctx.revision != start:
-                conn.executemany("INSERT INTO changes(revision, type, key, value) "
-                                 "VALUES (?,?,?,?)", ctx.changes)
+                ctx.flush()
+                _insert_rows(conn, "INSERT INTO changes(revision, type, key, value) VALUES ",
+                             4, ctx.changes)
                 conn.execute("UPDATE meta SET value=? WHERE name='revision'", (ctx.revision,))
                 horizon = ctx.revision - self.keep_history
                 if horizon > ctx.compacted:
@@ -386,43 +447,44 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------ write operations
     # (run in the writer thread, inside the batch transaction)
 
-    @staticmethod
-    def _w_create(ctx: "_WriteCtx", key: str, obj: dict) -> dict:
-        rev = ctx.revision + 1
-        text = _stamp(obj, rev)
-        try:
-            ctx.conn.execute("INSERT INTO kv(key, value, revision) VALUES (?,?,?)",
-                             (key, text, rev))
-        except sqlite3.IntegrityError:   # the statement failed whole: nothing was written
-            raise KeyExists(key) from None
-        ctx.record(rev, "ADDED", key, text)
-        return json.loads(text)
+    # Each returns the stored JSON text; the caller decodes it on the loop.
 
     @staticmethod
-    def _w_update(ctx: "_WriteCtx", key: str, obj: dict, expected: int | None) -> dict:
-        row = ctx.conn.execute("SELECT value, revision FROM kv WHERE key=?", (key,)).fetchone()
+    def _w_create(ctx: "_WriteCtx", key: str, obj: dict, pre: tuple[str, str] | None) -> str:
+        rev = ctx.revision + 1
+        text = _stamped(obj, pre, rev)
+        if ctx.get(key) is not None:
+            raise KeyExists(key)
+        ctx.put(key, (text, rev))
+        ctx.record(rev, "ADDED", key, text)
+        return text
+
+    @staticmethod
+    def _w_update(ctx: "_WriteCtx", key: str, obj: dict, pre: tuple[str, str] | None,
+                  expected: int | None) -> str:
+        row = ctx.get(key)
         if row is None:
             raise KeyNotFound(key)
         if expected is not None and int(expected) != row[1]:
             raise RevisionMismatch(json.loads(row[0]))
         rev = ctx.revision + 1
-        text = _stamp(obj, rev)
-        ctx.conn.execute("UPDATE kv SET value=?, revision=? WHERE key=?", (text, rev, key))
+        text = _stamped(obj, pre, rev)
+        ctx.put(key, (text, rev))
         ctx.record(rev, "MODIFIED", key, text)
-        return json.loads(text)
+        return text
 
     @staticmethod
-    def _w_delete(ctx: "_WriteCtx", key: str, expected: int | None) -> dict:
-        row = ctx.conn.execute("SELECT value, revision FROM kv WHERE key=?", (key,)).fetchone()
+    def _w_delete(ctx: "_WriteCtx", key: str, expected: int | None) -> str:
+        row = ctx.get(key)
         if row is None:
             raise KeyNotFound(key)
         if expected is not None and int(expected) != row[1]:
             raise RevisionMismatch(json.loads(row[0]))
         rev = ctx.revision + 1
         text = _stamp(json.loads(row[0]), rev)
-        ctx.conn.execute("DELETE FROM kv WHERE key=?", (key,))
+        ctx.put(key, None)
         ctx.record(rev, "DELETED", key, text)
-        return json.loads(text)
+        return text
 
     def _w_compact(self, ctx: "_WriteCtx", revision: int) -> None:
         if revision > ctx.revision:
@@ -490,13 +552,14 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------ Store API
 
     async def create(self, key: str, obj: dict) -> dict:
-        return await self._call(self._wq, self._w_create, key, obj)
+        return json.loads(await self._call(self._wq, self._w_create, key, obj, _prestamp(obj)))
 
     async def update(self, key: str, obj: dict, expected_revision: int | None = None) -> dict:
-        return await self._call(self._wq, self._w_update, key, obj, expected_revision)
+        return json.loads(await self._call(self._wq, self._w_update, key, obj, _prestamp(obj),
+                                           expected_revision))
 
     async def delete(self, key: str, expected_revision: int | None = None) -> dict:
-        return await self._call(self._wq, self._w_delete, key, expected_revision)
+        return json.loads(await self._call(self._wq, self._w_delete, key, expected_revision))
 
     async def get(self, key: str) -> dict:
         return await self._call(self._rq, self._r_get, key)
@@ -585,13 +648,58 @@ class SqliteStore(Store):
 class _WriteCtx:
     """State of one write batch: the connection, the revision counter, the changes made."""
 
-    __slots__ = ("conn", "revision", "compacted", "changes")
+    __slots__ = ("conn", "revision", "compacted", "changes", "rows", "dirty")
 
     def __init__(self, conn: sqlite3.Connection, revision: int, compacted: int):
         self.conn = conn
         self.revision = revision
         self.compacted = compacted
         self.changes: list[tuple[int, str, str, str]] = []
+        # key -> (value, revision), or None where the key is absent: the rows the batch reads
+        # and writes, as they stand after its operations so far
+        self.rows: dict[Any, tuple[str, int] | None] = {}
+        self.dirty: dict[Any, None] = {}     # keys written (insertion-ordered set)
+
+    def load(self, keys: list) -> None:
+        """Read the current rows of keys in one query per chunk."""
+        want = list(dict.fromkeys(keys))
+        for i in range(0, len(want), _CHUNK):
+            part = want[i:i + _CHUNK]
+            sql = "SELECT key, value, revision FROM kv WHERE key IN (%s)" % ",".join("?" * len(part))
+            for k, v, r in self.conn.execute(sql, part).fetchall():
+                self.rows[k] = (v, r)
+            for k in part:
+                self.rows.setdefault(k, None)
+
+    def get(self, key: Any) -> tuple[str, int] | None:
+        if key not in self.rows:     # not loaded (cannot happen for write ops): read it now
+            row = self.conn.execute("SELECT value, revision FROM kv WHERE key=?",
+                                    (key,)).fetchone()
+            self.rows[key] = None if row is None else (row[0], row[1])
+        return self.rows[key]
+
+    def put(self, key: Any, row: tuple[str, int] | None) -> None:
+        self.rows[key] = row
+        self.dirty[key] = None
+
+    def flush(self) -> None:
+        """Write the final state of every key the batch touched."""
+        upserts = []
+        gone = []
+        for k in self.dirty:
+            row = self.rows[k]
+            if row is None:
+                gone.append(k)
+            else:
+                upserts.append((k, row[0], row[1]))
+        if gone:
+            for i in range(0, len(gone), _CHUNK):
+                part = gone[i:i + _CHUNK]
+                self.conn.execute("DELETE FROM kv WHERE key IN (%s)" % ",".join("?" * len(part)),
+                                  part)
+        if upserts:
+            _insert_rows(self.conn, "INSERT OR REPLACE INTO kv(key, value, revision) VALUES ",
+                         3, upserts)
 
     def record(self, rev: int, typ: str, key: str, text: str) -> None:
         """Note a change; the batch writes all of them to `changes` before it commits."""
