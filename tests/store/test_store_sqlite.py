@@ -45,8 +45,6 @@ def test_open_store_urls(tmp_path):
 
 
 def test_open_store_rejects_unknown_schemes():
-    with pytest.raises(ValueError, match="etcd store not available in this build"):
-        open_store("etcd://127.0.0.1:2379")
     with pytest.raises(ValueError, match="sqlite:///"):
         open_store("postgres://db/tinykube")
     with pytest.raises(ValueError, match="absolute path"):
