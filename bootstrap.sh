@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 install_system() {
     pkgs="nftables bubblewrap nginx-light dnsutils iproute2 netcat-openbsd iputils-ping conntrack curl
-          python3-venv sqlite3 procps util-linux etcd-server"
+          python3-venv python3-nftables sqlite3 procps util-linux etcd-server"
     missing=""
     for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
     if [ -n "$missing" ]; then

@@ -19,16 +19,21 @@ Part 3 (offline, in a private network namespace deleted afterwards; no cluster, 
 for N services x 3 endpoints, the proxy's full sync (render_all + render_full in Python, then
 `nft -f -`) vs `nft -f -` alone loading the same text into an empty table (alternated `full-reps` times,
 the fastest of each counts): ratio, target <= 1.5. And the incremental update (one service's endpoints change: render_incremental +
-`nft -f -`) at each N, median of `rounds`: it must not grow with N."""
+`nft -f -`) at each N, median of `rounds`: it must not grow with N; next to it the kernel's own
+commit cost at that N, one rule added through raw nf_tables netlink (no nft process, no cache):
+`goto <endpoint chain>` (makes the kernel validate the table's jump graph) and a counter-only
+rule (does not)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import re
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -270,6 +275,83 @@ def cluster_part(args, kubeconfig: str) -> None:
 
 # ------------------------------------------------------------------ part 3: offline sync
 
+# The kernel side alone: one transaction adding a rule, sent as raw nf_tables netlink (no nft,
+# so no userspace cache fill). Shows what the kernel's commit costs at each table size.
+NLA_F_NESTED = 0x8000
+
+
+def _nla(kind: int, payload: bytes, nested: bool = False) -> bytes:
+    n = 4 + len(payload)
+    return struct.pack("=HH", n, kind | (NLA_F_NESTED if nested else 0)) + payload \
+        + b"\0" * (-n % 4)
+
+
+def _nl_msg(kind: int, flags: int, family: int, body: bytes, seq: int, res_id: int = 0) -> bytes:
+    b = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body
+    return struct.pack("=IHHII", 16 + len(b), kind, flags, seq, 0) + b
+
+
+def _rule_msg(table: str, chain: str, goto: str | None, seq: int) -> bytes:
+    """NFT_MSG_NEWRULE (append) of `goto <chain>` (an immediate verdict) or of `counter`."""
+    if goto:
+        verdict = _nla(1, struct.pack(">i", -4)) + _nla(2, goto.encode() + b"\0")  # NFT_GOTO
+        data = _nla(1, struct.pack(">I", 0)) + _nla(2, _nla(2, verdict, True), True)
+        expr = _nla(1, b"immediate\0") + _nla(2, data, True)
+    else:
+        expr = _nla(1, b"counter\0")
+    body = _nla(1, table.encode() + b"\0") + _nla(2, chain.encode() + b"\0") \
+        + _nla(4, _nla(1, expr, True), True)
+    # NFT_MSG_NEWRULE in subsystem NFTABLES; REQUEST | ACK | CREATE | APPEND; AF_INET
+    return _nl_msg((10 << 8) | 6, 0x1 | 0x4 | 0x400 | 0x800, socket.AF_INET, body, seq)
+
+
+def _enter_netns(netns: str) -> None:
+    """Move the calling thread (only it) into network namespace `netns`."""
+    import ctypes
+    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:   # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+
+
+def _netns_netlink(netns: str) -> socket.socket:
+    """A NETLINK_NETFILTER socket in `netns` (made by a short-lived thread that enters it)."""
+    import threading
+    out: list = []
+
+    def enter() -> None:
+        _enter_netns(netns)
+        out.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12))
+    t = threading.Thread(target=enter)
+    t.start()
+    t.join()
+    if not out:
+        raise RuntimeError(f"could not open netlink in {netns}")
+    return out[0]
+
+
+def kernel_rule_add(sk: socket.socket, table: str, chain: str, goto: str | None) -> float:
+    """Seconds for one batch (begin, NEWRULE, end) until the kernel acknowledges it."""
+    seq = int(time.time()) & 0xffffff
+    batch = (_nl_msg(0x10, 1, 0, b"", seq, 10) + _rule_msg(table, chain, goto, seq + 1)
+             + _nl_msg(0x11, 1, 0, b"", seq + 2, 10))
+    t0 = time.perf_counter()
+    sk.send(batch)
+    while True:
+        data = sk.recv(65536)
+        off = 0
+        while off < len(data):
+            n, kind = struct.unpack_from("=IH", data, off)
+            if kind == 2:                                    # NLMSG_ERROR (0 = ack)
+                err = struct.unpack_from("=i", data, off + 16)[0]
+                if err:
+                    raise OSError(-err, os.strerror(-err))
+                return time.perf_counter() - t0
+            off += (n + 3) & ~3
+
+
 def offline_part(args) -> None:
     from bench.proxy_sync import service as mk_service
     from bench.proxy_sync import slice_ as mk_slice
@@ -317,15 +399,52 @@ def offline_part(args) -> None:
             await nft.apply(render_incremental(state, new, [key], cfg), netns)
             inc.append(time.perf_counter() - t3)
             state = new
+        # the same kind of update through libnftables in one process (what the agent does in
+        # its own namespace): a worker thread that entered the netns owns the context
+        inproc = []
+        worker = concurrent.futures.ThreadPoolExecutor(1, initializer=_enter_netns,
+                                                       initargs=(netns,))
+        try:
+            ctx = worker.submit(nft._load_libnftables).result()
+            for r in range(args.rounds if ctx is not None else 0):
+                i = (r * 7919 + 1) % n
+                slices[i] = mk_slice(i, args.endpoints + 1 if r % 2 == 0 else args.endpoints)
+                key = ("bench", f"svc{i}")
+                new = dict(state)
+                new[key] = render_service(services[i], [slices[i]], cfg)
+                script = render_incremental(state, new, [key], cfg)
+                t3 = time.perf_counter()
+                rc, _, err = worker.submit(ctx.cmd, script).result()
+                inproc.append(time.perf_counter() - t3)
+                if rc != 0:
+                    raise RuntimeError(err)
+                state = new
+            del ctx
+        finally:
+            worker.shutdown(wait=True)
+        # the kernel alone: one rule into a scratch chain, `goto <an endpoint chain>` (the
+        # kernel then validates the table's whole jump graph) and `counter` (it does not)
+        await nft.apply(f"add chain {cfg.family} {cfg.table} bench-floor\n", netns)
+        target = next(c for sr in state.values() for c in sr.chains if c.startswith("endpoint-"))
+        sk = _netns_netlink(netns)
+        try:
+            k_goto = statistics.median(kernel_rule_add(sk, cfg.table, "bench-floor", target)
+                                       for _ in range(args.rounds))
+            k_ctr = statistics.median(kernel_rule_add(sk, cfg.table, "bench-floor", None)
+                                      for _ in range(args.rounds))
+        finally:
+            sk.close()
         await nft.delete_table(cfg.table, cfg.family, netns)
-        return t_render, t_tk_nft, t_nft, statistics.median(inc), len(text)
+        return (t_render, t_tk_nft, t_nft, statistics.median(inc), len(text), k_goto, k_ctr,
+                statistics.median(inproc) if inproc else float("nan"))
 
     try:
         print(f"proxy sync offline (private netns, {args.endpoints} endpoints/service, "
               f"lb_mode={args.lb_mode}):")
-        incs = []
+        incs, kernel = [], []
         for n in (int(x) for x in args.sync_sizes.split(",")):
-            rnd, tknft, alone, inc, size = asyncio.run(one_size(n))
+            rnd, tknft, alone, inc, size, k_goto, k_ctr, lib = asyncio.run(one_size(n))
+            kernel.append((n, inc, lib, k_goto, k_ctr))
             full = rnd + tknft
             r = full / alone
             incs.append(inc)
@@ -333,6 +452,12 @@ def offline_part(args) -> None:
                   f"(render {rnd * 1000:6.0f} + nft {tknft * 1000:6.0f})   nft -f alone "
                   f"{alone * 1000:8.0f} ms   ratio {r:.2f} (target <= {FULL_SYNC_TARGET}: "
                   f"{verdict(r <= FULL_SYNC_TARGET)})   incremental {inc * 1000:6.1f} ms")
+        print("  incremental update (median): `nft -f -`; the same through libnftables in "
+              "one process; the kernel alone committing one rule sent as raw netlink (no nft)")
+        for n, inc, lib, k_goto, k_ctr in kernel:
+            print(f"  {n:6d} services: nft -f {inc * 1000:6.1f} ms   libnftables {lib * 1000:6.1f} ms"
+                  f"   kernel: rule with a goto {k_goto * 1000:6.2f} ms, counter-only rule "
+                  f"{k_ctr * 1000:5.2f} ms")
         if len(incs) > 1:
             growth = incs[-1] / incs[0]
             print(f"  incremental update {incs[0] * 1000:.1f} ms -> {incs[-1] * 1000:.1f} ms "
