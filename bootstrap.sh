@@ -13,8 +13,11 @@ install_system() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
-    # Debian's nginx package starts a server on :80 of the host; tinykube runs its own per pod.
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+    # Debian's nginx and etcd packages start servers of their own; tinykube runs its own nginx per
+    # pod and for Ingress, and an etcd only when one is given to --store.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now nginx etcd >/dev/null 2>&1 || true
+    fi
     pkill -x nginx 2>/dev/null || true
     command -v kubectl >/dev/null || { echo "kubectl is required (it is preinstalled on these machines)" >&2; exit 1; }
 }

@@ -33,7 +33,12 @@ class ClusterConfig:
     # ---- derived values
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{self.data_dir / 'store.db'}"
+        if not self.store:
+            return f"sqlite:///{self.data_dir / 'store.db'}"
+        if self.store.startswith(("etcd://", "etcds://")) and "prefix=" not in self.store:
+            # several clusters may share one etcd: each keeps its keys under its own name
+            return self.store + ("&" if "?" in self.store else "?") + f"prefix=/tinykube-{self.name}"
+        return self.store
 
     @property
     def dns_ip(self) -> str:

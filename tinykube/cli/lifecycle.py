@@ -121,11 +121,14 @@ def up(wanted: ClusterConfig, timeout: int) -> None:
         raise click.ClickException("tinykube up needs root (it creates network namespaces and nftables rules)")
     if (wanted.data_dir / "cluster.json").exists():
         cluster = ClusterConfig.load(wanted.data_dir)
+        _warn_if_settings_differ(cluster, wanted)
     else:
         cluster = wanted
         if cluster.api_port == 0:
             cluster.api_port = _free_port()
         check_no_overlap(cluster)  # before anything is written for the new cluster
+        if cluster.store:
+            _validate_store(cluster.store_url)
         cluster.save()
     kubeconfig = write_kubeconfig(cluster)
     if supervisor_pid(cluster) is None:
@@ -145,6 +148,36 @@ def up(wanted: ClusterConfig, timeout: int) -> None:
     click.echo(str(kubeconfig))
     click.echo(f"Use it with: export KUBECONFIG={kubeconfig}; kubectl get pods -A   "
                f"(or: tinykube kubectl --name {cluster.name} get pods -A)")
+
+
+def _warn_if_settings_differ(saved: ClusterConfig, wanted: ClusterConfig) -> None:
+    defaults = ClusterConfig()
+    differ = [f for f in ("service_cidr", "pod_cidr", "store", "lb_pool", "api_port")
+              if getattr(wanted, f) != getattr(defaults, f) and getattr(wanted, f) != getattr(saved, f)]
+    if differ:
+        console.print(f"[yellow]cluster {saved.name!r} already exists: keeping its saved "
+                      f"{', '.join(f.replace('_', '-') for f in differ)}; `tinykube down --purge` "
+                      f"first to start over with new settings[/yellow]")
+
+
+def _validate_store(url: str) -> None:
+    from tinykube.store import open_store
+    scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
+    if scheme not in ("sqlite", "etcd", "etcds"):
+        raise click.ClickException(f"unsupported --store {url!r}: use sqlite:///path or etcd://host:port")
+    if scheme.startswith("etcd"):
+        try:
+            import asyncio
+
+            async def probe() -> None:
+                s = open_store(url)
+                try:
+                    await s.current_revision()
+                finally:
+                    await s.close()
+            asyncio.run(probe())
+        except Exception as e:  # noqa: BLE001 - any failure means the API server could not start
+            raise click.ClickException(f"cannot use --store {url}: {e}") from None
 
 
 def _wait_ready(cluster: ClusterConfig, timeout: int) -> None:
