@@ -173,3 +173,17 @@ def test_protobuf_of_unknown_kind_is_415(tmp_path):
         assert r.status == 415
         assert (await status_of(r))["reason"] == "UnsupportedMediaType"
     run(tmp_path, s)
+
+
+def test_duplicate_field_strict(tmp_path):
+    async def s(c):
+        body = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"e"},"data":{}}'
+        r = await c.post("/api/v1/namespaces/default/configmaps?fieldValidation=Strict", data=body,
+                         headers={"Content-Type": "application/json"})
+        assert r.status == 400
+        assert 'duplicate field "metadata.name"' in (await status_of(r))["message"]
+        ok = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"f"},"data":{"a":"1"}}'
+        r = await c.post("/api/v1/namespaces/default/configmaps?fieldValidation=Strict", data=ok,
+                         headers={"Content-Type": "application/json"})
+        assert r.status == 201
+    run(tmp_path, s)

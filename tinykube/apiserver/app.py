@@ -101,6 +101,7 @@ async def read_body_raw(request: web.Request, res: Resource | None) -> tuple[dic
     raw = await request.read()
     # kubectl's scale client PUTs its JSON with no Content-Type at all
     ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+    dup = _DuplicateKeys()
     if ctype == "application/vnd.kubernetes.protobuf":
         try:
             from tinykube.api import protobuf
@@ -115,7 +116,7 @@ async def read_body_raw(request: web.Request, res: Resource | None) -> tuple[dic
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
     elif ctype in ("application/json", "", "text/plain") or ctype.endswith("+json"):
         try:
-            obj = json.loads(raw) if raw.strip() else {}
+            obj = json.loads(raw, object_pairs_hook=dup) if raw.strip() else {}
         except (ValueError, UnicodeDecodeError) as e:
             what = f'{res.kind} in version "{res.version}"' if res else "the request body"
             raise errors.bad_request(
@@ -127,7 +128,23 @@ async def read_body_raw(request: web.Request, res: Resource | None) -> tuple[dic
         raise errors.bad_request(
             f"{what} cannot be handled as a {res.kind if res else 'object'}: json: cannot unmarshal "
             f"{_json_type(obj)} into Go value of type struct")
-    return obj, (raw if ctype not in ("application/yaml", "application/x-yaml") else None)
+    # the raw body goes on to the strict-field check only when it holds a duplicated key: that
+    # check re-reads the body to name it, which is otherwise work for nothing
+    return obj, (raw if ctype not in ("application/yaml", "application/x-yaml") and dup.seen else None)
+
+
+class _DuplicateKeys:
+    """json.loads object_pairs_hook that builds dicts and notes whether any key repeated."""
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, pairs: list) -> dict:
+        d = dict(pairs)
+        if len(d) != len(pairs):
+            self.seen = True
+        return d
 
 
 def _json_error(e: Exception) -> str:
@@ -425,7 +442,7 @@ class Api:
         if res.group == "events.k8s.io":
             from .events import events_to_core
             obj = events_to_core(obj)
-        out = await self.registry.create(self._storage(res), ns, obj, opts)
+        out = await self.registry.create(self._storage(res), ns, obj, opts, owned=True)
         return json_response(self._out(res, out), 201, self._warn_headers(opts))
 
     async def update(self, request, res, ns, name, sub) -> web.Response:

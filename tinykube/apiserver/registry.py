@@ -231,8 +231,10 @@ class Registry:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions) -> dict:
-        obj = self._prepare_new(res, ns, obj, opts)
+    async def create(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions,
+                     owned: bool = False) -> dict:
+        """`owned`: the caller hands over `obj` (a freshly decoded body) and never reads it again."""
+        obj = self._prepare_new(res, ns, obj if owned else _copy_json(obj), opts)
         if res.namespaced:
             await self._check_namespace_open(res, obj["metadata"]["namespace"])
         from tinykube.api import defaults, validation  # late: written alongside
@@ -246,7 +248,6 @@ class Registry:
         return await self._store_create(res, obj, opts)
 
     def _prepare_new(self, res: Resource, ns: str | None, obj: dict, opts: WriteOptions) -> dict:
-        obj = _copy_json(obj)
         obj["kind"] = res.kind
         obj["apiVersion"] = res.api_version
         md = obj.setdefault("metadata", {})
