@@ -52,6 +52,17 @@ def test_exec(kv, sns):
     assert r.returncode != 0 and "no-such-command" in r.stderr
 
 
+def test_exec_with_a_terminal(kv, sns):
+    """`kubectl exec -it` under a real terminal (script(1)): the command sees a tty of its own
+    container, the terminal's size, and its exit code comes back."""
+    cmd = (f"stty cols 100 rows 30; {kv.binary} --cache-dir={kv.cache_dir} --kubeconfig={kv.kubeconfig} "
+           f"exec -it -n {sns} talker -- sh -c 'tty; sleep 1; stty size; exit 4'")
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 4, r
+    assert "/dev/pts/" in r.stdout and "not a tty" not in r.stdout, r.stdout
+    assert "30 100" in r.stdout, r.stdout
+
+
 def test_logs(kv, sns):
     assert kv.ok("logs", "-n", sns, "talker") == "".join(f"line {i}\n" for i in range(1, 6))
     assert kv.ok("logs", "-n", sns, "talker", "--tail=2") == "line 4\nline 5\n"

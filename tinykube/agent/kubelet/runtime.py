@@ -27,6 +27,7 @@ import inspect
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import ssl
@@ -906,9 +907,16 @@ class PodRuntime:
         if tty:
             env = dict(env)
             env.setdefault("TERM", "xterm")
+        if tty:
+            # The container has its own devpts (bwrap --dev): a terminal made here would be
+            # "not a tty" inside. script(1), run inside the container, opens the session's
+            # terminal from the container's /dev/ptmx and relays to ours, passing on resizes.
+            argv = ["script", "-qefc", shlex.join(argv), "/dev/null"]
         base = ["nsenter", "-t", str(cs.pid), "-a", "-r", "-w", "--", *argv]
         if tty:
             master, slave = os.openpty()
+            # a sane size until the client's first resize arrives
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             try:
                 proc = await asyncio.create_subprocess_exec(
                     "setsid", "-c", *base, stdin=slave, stdout=slave, stderr=slave, env=env)
