@@ -203,7 +203,7 @@ def test_killed_agent_leaves_pods_running_and_adopts_them(k, ns, cluster):
     for _, ip, _, _ in before.values():
         r = curl(f"http://{ip}/")
         assert r.returncode == 0 and "Welcome to nginx!" in r.stdout, r
-    wait_for(lambda: (c := _agent(cluster))["pid"] not in (0, agent["pid"])
+    wait_for(lambda: _agent(cluster)["pid"] not in (0, agent["pid"])
              and (cluster.data_dir / "run" / "agent.ready").exists(), timeout=90, what="agent restarted")
     # streams work again through the new agent, and nothing was restarted or duplicated
     wait_for(lambda: k("exec", "-n", ns, next(iter(before)), "--", "true").returncode == 0,

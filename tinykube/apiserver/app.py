@@ -6,7 +6,6 @@ official Python client expect (see the kubectl protocol reference).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import ssl
@@ -518,7 +517,7 @@ class Api:
             await self.registry.bind(ns, name, target)
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
-        out = await self.registry.delete(res, ns, name, body.get("deleteOptions") or {}, WriteOptions())
+        await self.registry.delete(res, ns, name, body.get("deleteOptions") or {}, WriteOptions())
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 

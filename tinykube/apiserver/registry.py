@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
 import json
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -237,7 +235,7 @@ class Registry:
         obj = self._prepare_new(res, ns, obj if owned else _copy_json(obj), opts)
         if res.namespaced:
             await self._check_namespace_open(res, obj["metadata"]["namespace"])
-        from tinykube.api import defaults, validation  # late: written alongside
+        from tinykube.api import defaults
         defaults.apply_defaults(res, obj)
         if res.kind == "Service":
             async with self._svc_lock:
@@ -729,7 +727,6 @@ class Registry:
                 break
             await asyncio.sleep(0.5)
         try:
-            cur = await self.store.get(nsres.key(None, ns))
             await self.store.delete(nsres.key(None, ns))
         except KeyNotFound:
             pass

@@ -41,7 +41,7 @@ import threading
 from typing import Any, AsyncIterator, Callable
 
 from .base import (Event, Expired, KeyExists, KeyNotFound, RevisionMismatch, Store,
-                   StoreError, revision_of)
+                   StoreError)
 
 __all__ = ["SqliteStore"]
 
