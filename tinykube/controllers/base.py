@@ -136,6 +136,23 @@ class Controller:
     async def reconcile(self, key: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    async def write_status(self, res: Any, obj: dict, status: dict) -> None:
+        """PUT /status when it changed; a 404 means the object is already gone."""
+        if status == (obj.get("status") or {}):
+            return
+        try:
+            await self.client.update_status(res, dict(obj, status=status))
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    def requeue_when_available(self, obj: dict, pods: list[dict], min_ready: int, now: float) -> None:
+        """Pods that are Ready but not yet minReadySeconds old become available later: look again then."""
+        from .util import available_in, ns_name
+        waits = [w for w in (available_in(p, min_ready, now) for p in pods) if w is not None]
+        if waits:
+            self.enqueue_after(ns_name(obj), min(waits) + 0.05)
+
     async def on_synced(self) -> None:
         """Called once every informer has synced: enqueue everything that exists."""
 

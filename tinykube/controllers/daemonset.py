@@ -13,7 +13,7 @@ from .events import Recorder
 from .hashing import revision_hash
 from .scheduler import node_ready
 from .statefulset import revision_data
-from .util import (available_in, controller_ref, is_pod_available, is_pod_ready, is_terminal, meta,
+from .util import (ns_name, controller_ref, is_pod_available, is_pod_ready, is_terminal, meta,
                    owner_ref, pod_from_template)
 
 log = logging.getLogger("tinykube.controllers.daemonset")
@@ -73,8 +73,8 @@ class DaemonSetController(Controller):
         self.sets = informers.get("daemonsets", "apps")
         self.pods = informers.get("pods")
         self.nodes = informers.get("nodes")
-        self.sets.on_add(lambda o: self.enqueue(_key(o)))
-        self.sets.on_update(lambda o, n: self.enqueue(_key(n)))
+        self.sets.on_add(lambda o: self.enqueue(ns_name(o)))
+        self.sets.on_update(lambda o, n: self.enqueue(ns_name(n)))
         for h in (self.pods.on_add, self.pods.on_delete):
             h(self._pod_changed)
         self.pods.on_update(lambda o, n: self._pod_changed(n))
@@ -90,7 +90,7 @@ class DaemonSetController(Controller):
 
     def _all(self) -> None:
         for ds in self.sets.items():
-            self.enqueue(_key(ds))
+            self.enqueue(ns_name(ds))
 
     async def on_synced(self) -> None:
         self._all()
@@ -181,18 +181,5 @@ class DaemonSetController(Controller):
         for k in ("updatedNumberScheduled", "numberAvailable", "numberUnavailable"):
             if not st[k]:
                 st.pop(k)
-        waits = [w for w in (available_in(p, min_ready, now) for p in scheduled) if w is not None]
-        if waits:
-            self.enqueue_after(_key(ds), min(waits) + 0.05)
-        if st == (ds.get("status") or {}):
-            return
-        try:
-            await self.client.update_status(DAEMONSETS, dict(ds, status=st))
-        except ApiError as e:
-            if e.code != 404:
-                raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
+        self.requeue_when_available(ds, scheduled, min_ready, now)
+        await self.write_status(DAEMONSETS, ds, st)

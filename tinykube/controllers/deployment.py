@@ -13,7 +13,7 @@ from . import rollout
 from .base import Controller, SharedInformers
 from .events import Recorder
 from .hashing import compute_hash
-from .util import controller_ref, label_selector, meta, now_rfc3339, owner_ref, parse_time
+from .util import controller_ref, label_selector, meta, now_rfc3339, owner_ref, parse_time, ns_name
 
 log = logging.getLogger("tinykube.controllers.deployment")
 
@@ -211,8 +211,8 @@ class DeploymentController(Controller):
         self.deployments = informers.get("deployments", "apps")
         self.rss = informers.get("replicasets", "apps")
         self.pods = informers.get("pods")
-        self.deployments.on_add(lambda o: self.enqueue(_key(o)))
-        self.deployments.on_update(lambda o, n: self.enqueue(_key(n)))
+        self.deployments.on_add(lambda o: self.enqueue(ns_name(o)))
+        self.deployments.on_update(lambda o, n: self.enqueue(ns_name(n)))
         self.rss.on_add(self._rs_changed)
         self.rss.on_update(lambda o, n: (self._rs_changed(o), self._rs_changed(n)))
         self.rss.on_delete(self._rs_changed)
@@ -236,7 +236,7 @@ class DeploymentController(Controller):
 
     async def on_synced(self) -> None:
         for d in self.deployments.items():
-            self.enqueue(_key(d))
+            self.enqueue(ns_name(d))
 
     def owned_rss(self, d: dict) -> list[dict]:
         ns, uid = meta(d).get("namespace", ""), meta(d).get("uid")
@@ -352,7 +352,7 @@ class DeploymentController(Controller):
             d["status"] = st
             await self.client.update_status(DEPLOYMENTS, d)
             raise
-        self._pending.setdefault(_key(d), set()).add(meta(rs)["name"])
+        self._pending.setdefault(ns_name(d), set()).add(meta(rs)["name"])
         if replicas > 0:
             await self.recorder.record(d, "Normal", "ScalingReplicaSet",
                                        f"Scaled up replica set {meta(rs)['name']} from 0 to {replicas}", COMPONENT)
@@ -505,19 +505,5 @@ class DeploymentController(Controller):
                 and deadline is not None:
             t = parse_time(prog.get("lastUpdateTime"))
             if t is not None:
-                self.enqueue_after(_key(d), max(0.1, t + int(deadline) + 1 - time.time()))
-        if status == (d.get("status") or {}):
-            return
-        new = copy.deepcopy(d)
-        new["status"] = status
-        try:
-            await self.client.update_status(DEPLOYMENTS, new)
-        except ApiError as e:
-            if e.code == 404:
-                return
-            raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
+                self.enqueue_after(ns_name(d), max(0.1, t + int(deadline) + 1 - time.time()))
+        await self.write_status(DEPLOYMENTS, d, status)

@@ -15,7 +15,7 @@ from tinykube.api.resources import get as get_resource
 from .base import Controller, SharedInformers
 from .podports import (find_port, has_selector, is_headless, pod_ip_for_family, pod_trigger_time,
                        service_families, should_pod_be_in_endpoints, should_set_hostname, target_ref)
-from .util import meta, service_selector
+from .util import meta, service_selector, ns_name
 
 log = logging.getLogger("tinykube.controllers.endpoints")
 
@@ -243,13 +243,13 @@ class EndpointsController(Controller):
         self.services = informers.get("services")
         self.pods = informers.get("pods")
         self.endpoints = informers.get("endpoints")
-        self.services.on_add(lambda s: self.enqueue(_key(s)))
-        self.services.on_update(lambda o, n: self.enqueue(_key(n)))
-        self.services.on_delete(lambda s: self.enqueue(_key(s)))
+        self.services.on_add(lambda s: self.enqueue(ns_name(s)))
+        self.services.on_update(lambda o, n: self.enqueue(ns_name(n)))
+        self.services.on_delete(lambda s: self.enqueue(ns_name(s)))
         self.pods.on_add(self._pod_changed)
         self.pods.on_update(lambda o, n: (self._pod_changed(o), self._pod_changed(n)))
         self.pods.on_delete(self._pod_changed)
-        self.endpoints.on_delete(lambda e: self.enqueue(_key(e)))
+        self.endpoints.on_delete(lambda e: self.enqueue(ns_name(e)))
         self.endpoints.on_update(self._endpoints_updated)
 
     def _pod_changed(self, pod: dict) -> None:
@@ -259,20 +259,20 @@ class EndpointsController(Controller):
             if meta(svc).get("namespace") != ns or not has_selector(svc):
                 continue
             if service_selector(svc).matches(labels):
-                self.enqueue(_key(svc))
+                self.enqueue(ns_name(svc))
 
     def _endpoints_updated(self, old: dict, new: dict) -> None:
         # someone else wrote our object: put it back
         if (meta(new).get("labels") or {}).get(MANAGED_BY) != CONTROLLER_NAME:
-            self.enqueue(_key(new))
+            self.enqueue(ns_name(new))
 
     async def on_synced(self) -> None:
         for svc in self.services.items():
-            self.enqueue(_key(svc))
+            self.enqueue(ns_name(svc))
         # Endpoints we manage whose service is gone (deleted while we were down)
         for ep in self.endpoints.items():
             if (meta(ep).get("labels") or {}).get(MANAGED_BY) == CONTROLLER_NAME:
-                self.enqueue(_key(ep))
+                self.enqueue(ns_name(ep))
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -322,11 +322,6 @@ async def _delete_quietly(client, ns: str, name: str) -> None:
     except ApiError as e:
         if e.code != 404:
             raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
 
 
 def api_server_address(cluster) -> str:

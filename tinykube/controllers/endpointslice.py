@@ -19,7 +19,7 @@ from .base import Controller, SharedInformers
 from .endpoints import latest_trigger_time, selected_pods
 from .podports import (find_port, has_selector, is_headless, pod_ip_for_family, service_families,
                        should_pod_be_in_endpoints, should_set_hostname, target_ref)
-from .util import is_pod_ready, meta
+from .util import is_pod_ready, meta, ns_name
 
 log = logging.getLogger("tinykube.controllers.endpointslice")
 
@@ -229,9 +229,9 @@ class EndpointSliceController(Controller):
         self.pods = informers.get("pods")
         self.nodes = informers.get("nodes")
         self.slices = informers.get("endpointslices", "discovery.k8s.io")
-        self.services.on_add(lambda s: self.enqueue(_key(s)))
-        self.services.on_update(lambda o, n: self.enqueue(_key(n)))
-        self.services.on_delete(lambda s: self.enqueue(_key(s)))
+        self.services.on_add(lambda s: self.enqueue(ns_name(s)))
+        self.services.on_update(lambda o, n: self.enqueue(ns_name(n)))
+        self.services.on_delete(lambda s: self.enqueue(ns_name(s)))
         self.pods.on_add(self._pod_changed)
         self.pods.on_update(lambda o, n: (self._pod_changed(o), self._pod_changed(n)))
         self.pods.on_delete(self._pod_changed)
@@ -248,7 +248,7 @@ class EndpointSliceController(Controller):
         from .util import service_selector
         for svc in self.services.items():
             if meta(svc).get("namespace") == ns and has_selector(svc) and service_selector(svc).matches(labels):
-                self.enqueue(_key(svc))
+                self.enqueue(ns_name(svc))
 
     def _slice_changed(self, s: dict) -> None:
         labels = meta(s).get("labels") or {}
@@ -257,7 +257,7 @@ class EndpointSliceController(Controller):
 
     async def on_synced(self) -> None:
         for svc in self.services.items():
-            self.enqueue(_key(svc))
+            self.enqueue(ns_name(svc))
 
     def _owned_slices(self, ns: str, name: str) -> list[dict]:
         return [s for s in self.slices.items()
@@ -309,8 +309,3 @@ async def _delete_slice(client, s: dict) -> None:
     except ApiError as e:
         if e.code != 404:
             raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")

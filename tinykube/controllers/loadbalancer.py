@@ -11,7 +11,7 @@ from tinykube.api.resources import get as get_resource
 
 from .base import Controller, SharedInformers
 from .events import Recorder
-from .util import meta
+from .util import meta, ns_name
 
 log = logging.getLogger("tinykube.controllers.loadbalancer")
 
@@ -68,32 +68,32 @@ class LoadBalancerController(Controller):
         self.recorder = recorder
         self.pool = pool_addresses(pool)
         self.services = informers.get("services")
-        self.services.on_add(lambda s: self.enqueue(_key(s)))
+        self.services.on_add(lambda s: self.enqueue(ns_name(s)))
         self.services.on_update(self._updated)
         self.services.on_delete(lambda s: self._freed(s))
         self._claimed: dict[tuple[str, str], str] = {}   # our writes the cache may not show yet
 
     def _updated(self, old: dict, new: dict) -> None:
-        self.enqueue(_key(new))
+        self.enqueue(ns_name(new))
         if assigned_ips(old) and not assigned_ips(new):
             self._freed(new)
 
     def _freed(self, svc: dict) -> None:
-        self._claimed.pop(_key(svc), None)
+        self._claimed.pop(ns_name(svc), None)
         # a released IP may let a pending service through
         for s in self.services.items():
             if is_lb(s) and not assigned_ips(s):
-                self.enqueue(_key(s))
+                self.enqueue(ns_name(s))
 
     async def on_synced(self) -> None:
         for s in self.services.items():
             if is_lb(s) or assigned_ips(s):
-                self.enqueue(_key(s))
+                self.enqueue(ns_name(s))
 
     def used(self, except_key: tuple[str, str]) -> set[str]:
         used = set()
         for s in self.services.items():
-            if _key(s) != except_key and is_lb(s):
+            if ns_name(s) != except_key and is_lb(s):
                 used.update(assigned_ips(s))
         used.update(ip for k, ip in self._claimed.items() if k != except_key)
         return used
@@ -113,7 +113,7 @@ class LoadBalancerController(Controller):
                 await self.client.update_status(SERVICES, new)
                 for s in self.services.items():
                     if is_lb(s) and not assigned_ips(s):
-                        self.enqueue(_key(s))
+                        self.enqueue(ns_name(s))
             return
         used = self.used(key)
         if have and all(ip in self.pool and ip not in used for ip in have):
@@ -134,8 +134,3 @@ class LoadBalancerController(Controller):
             self._claimed.pop(key, None)
             raise
         await self.recorder.record(svc, "Normal", "EnsuredLoadBalancer", "Ensured load balancer", COMPONENT)
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")

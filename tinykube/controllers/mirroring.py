@@ -12,7 +12,7 @@ from tinykube.api.errors import ApiError
 from .base import Controller, SharedInformers
 from .endpoints import ENDPOINTS, SKIP_MIRROR, api_server_address
 from .endpointslice import MANAGED_BY, SERVICE_NAME, SLICES, ports_key
-from .util import meta
+from .util import meta, ns_name
 
 log = logging.getLogger("tinykube.controllers.mirroring")
 
@@ -118,9 +118,9 @@ class MirroringController(Controller):
         self.endpoints = informers.get("endpoints")
         self.slices = informers.get("endpointslices", "discovery.k8s.io")
         for inf in (self.services, self.endpoints):
-            inf.on_add(lambda o: self.enqueue(_key(o)))
-            inf.on_update(lambda o, n: self.enqueue(_key(n)))
-            inf.on_delete(lambda o: self.enqueue(_key(o)))
+            inf.on_add(lambda o: self.enqueue(ns_name(o)))
+            inf.on_update(lambda o, n: self.enqueue(ns_name(n)))
+            inf.on_delete(lambda o: self.enqueue(ns_name(o)))
         self.slices.on_add(self._slice_changed)
         self.slices.on_update(lambda o, n: self._slice_changed(n))
         self.slices.on_delete(self._slice_changed)
@@ -133,7 +133,7 @@ class MirroringController(Controller):
 
     async def on_synced(self) -> None:
         for ep in self.endpoints.items():
-            self.enqueue(_key(ep))
+            self.enqueue(ns_name(ep))
         for s in self.slices.items():
             self._slice_changed(s)
 
@@ -181,11 +181,6 @@ class MirroringController(Controller):
                 except ApiError as e:
                     if e.code != 404:
                         raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
 
 
 # ---------------------------------------------------------------- default/kubernetes

@@ -10,7 +10,7 @@ from tinykube.api.resources import get as get_resource
 
 from .base import Controller, SharedInformers
 from .events import Recorder
-from .util import (Expectations, available_in, controller_ref, is_active, is_pod_available, is_pod_ready,
+from .util import (ns_name, Expectations, controller_ref, is_active, is_pod_available, is_pod_ready,
                    label_selector, meta, owner_ref, parse_time, pod_from_template)
 
 log = logging.getLogger("tinykube.controllers.replicaset")
@@ -77,8 +77,8 @@ class ReplicaSetController(Controller):
         self.expectations = Expectations()
         self.rss = informers.get("replicasets", "apps")
         self.pods = informers.get("pods")
-        self.rss.on_add(lambda o: self.enqueue(_key(o)))
-        self.rss.on_update(lambda o, n: self.enqueue(_key(n)))
+        self.rss.on_add(lambda o: self.enqueue(ns_name(o)))
+        self.rss.on_update(lambda o, n: self.enqueue(ns_name(n)))
         self.rss.on_delete(self._rs_deleted)
         self.pods.on_add(self._pod_added)
         self.pods.on_update(self._pod_updated)
@@ -94,7 +94,7 @@ class ReplicaSetController(Controller):
         ns = meta(pod).get("namespace", "")
         for rs in self.rss.items():
             if meta(rs).get("namespace") == ns and label_selector(rs).matches(meta(pod).get("labels")):
-                self.enqueue(_key(rs))
+                self.enqueue(ns_name(rs))
 
     def _pod_added(self, pod: dict) -> None:
         k = self._owner_key(pod)
@@ -125,11 +125,11 @@ class ReplicaSetController(Controller):
         self.enqueue(k)
 
     def _rs_deleted(self, rs: dict) -> None:
-        self.expectations.clear(_key(rs))
+        self.expectations.clear(ns_name(rs))
 
     async def on_synced(self) -> None:
         for rs in self.rss.items():
-            self.enqueue(_key(rs))
+            self.enqueue(ns_name(rs))
 
     # ------------------------------------------------------------ reconcile
 
@@ -170,7 +170,7 @@ class ReplicaSetController(Controller):
         await self.update_status(rs, owned)
 
     async def manage_replicas(self, rs: dict, pods: list[dict]) -> None:
-        ns, name = _key(rs)
+        ns, name = ns_name(rs)
         r = (rs.get("spec") or {}).get("replicas")
         want = 1 if r is None else int(r)
         diff = len(pods) - want
@@ -208,7 +208,7 @@ class ReplicaSetController(Controller):
                                            COMPONENT)
 
     async def _create_pod(self, rs: dict, template: dict, ref: dict) -> dict:
-        ns, name = _key(rs)
+        ns, name = ns_name(rs)
         body = pod_from_template(template, ns, ref, generate_name=f"{name}-")
         try:
             out = await self.client.create(PODS, body, ns)
@@ -222,20 +222,5 @@ class ReplicaSetController(Controller):
         now = time.time()
         status = calculate_status(rs, pods, now)
         min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
-        waits = [w for w in (available_in(p, min_ready, now) for p in pods) if w is not None]
-        if waits:
-            self.enqueue_after(_key(rs), min(waits) + 0.05)
-        if status == (rs.get("status") or {}):
-            return
-        new = dict(rs, status=status)
-        try:
-            await self.client.update_status(REPLICASETS, new)
-        except ApiError as e:
-            if e.code == 404:
-                return
-            raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
+        self.requeue_when_available(rs, pods, min_ready, now)
+        await self.write_status(REPLICASETS, rs, status)

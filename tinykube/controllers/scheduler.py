@@ -8,7 +8,7 @@ from tinykube.api.resources import get as get_resource
 
 from .base import Controller, SharedInformers
 from .events import Recorder
-from .util import meta, now_rfc3339
+from .util import meta, now_rfc3339, ns_name
 
 log = logging.getLogger("tinykube.controllers.scheduler")
 
@@ -155,15 +155,15 @@ class Scheduler(Controller):
 
     def _pod(self, pod: dict) -> None:
         if needs_scheduling(pod):
-            self.enqueue(_key(pod))
+            self.enqueue(ns_name(pod))
         else:
-            self._bound.pop(_key(pod), None)
-            self._last_failure.pop(_key(pod), None)
+            self._bound.pop(ns_name(pod), None)
+            self._last_failure.pop(ns_name(pod), None)
 
     def _requeue_pending(self) -> None:
         for p in self.pods.items():
             if needs_scheduling(p):
-                self.enqueue(_key(p))
+                self.enqueue(ns_name(p))
 
     async def on_synced(self) -> None:
         self._requeue_pending()
@@ -175,8 +175,8 @@ class Scheduler(Controller):
             return
         pods = self.pods.items()
         # count our recent bindings the cache has not caught up with
-        view = [dict(p, spec=dict(p.get("spec") or {}, nodeName=self._bound.get(_key(p))))
-                if _key(p) in self._bound else p for p in pods]
+        view = [dict(p, spec=dict(p.get("spec") or {}, nodeName=self._bound.get(ns_name(p))))
+                if ns_name(p) in self._bound else p for p in pods]
         nodes = self.nodes.items()
         node, reasons = choose_node(pod, nodes, view)
         if node is None:
@@ -201,7 +201,7 @@ class Scheduler(Controller):
                                    COMPONENT)
 
     async def _set_condition(self, pod: dict, status: str, reason: str | None, message: str | None) -> None:
-        ns, name = _key(pod)
+        ns, name = ns_name(pod)
         for _ in range(5):
             try:
                 cur = await self.client.get(PODS, ns, name)
@@ -229,8 +229,3 @@ class Scheduler(Controller):
             except ApiError as e:
                 if e.code != 409:
                     raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")

@@ -14,7 +14,7 @@ from tinykube.api.resources import get as get_resource
 from .base import Controller, SharedInformers
 from .events import Recorder
 from .hashing import revision_hash
-from .util import (available_in, controller_ref, is_pod_available, is_pod_ready, is_running_and_ready,
+from .util import (ns_name, controller_ref, is_pod_available, is_pod_ready, is_running_and_ready,
                    is_terminal, meta, owner_ref, pod_from_template)
 
 log = logging.getLogger("tinykube.controllers.statefulset")
@@ -128,8 +128,8 @@ class StatefulSetController(Controller):
         self.sets = informers.get("statefulsets", "apps")
         self.pods = informers.get("pods")
         self.revisions = informers.get("controllerrevisions", "apps")
-        self.sets.on_add(lambda o: self.enqueue(_key(o)))
-        self.sets.on_update(lambda o, n: self.enqueue(_key(n)))
+        self.sets.on_add(lambda o: self.enqueue(ns_name(o)))
+        self.sets.on_update(lambda o, n: self.enqueue(ns_name(n)))
         for h in (self.pods.on_add, self.pods.on_delete):
             h(self._pod_changed)
         self.pods.on_update(lambda o, n: self._pod_changed(n))
@@ -144,7 +144,7 @@ class StatefulSetController(Controller):
 
     async def on_synced(self) -> None:
         for s in self.sets.items():
-            self.enqueue(_key(s))
+            self.enqueue(ns_name(s))
 
     def _owned(self, inf, sts: dict) -> list[dict]:
         ns, uid = meta(sts).get("namespace", ""), meta(sts).get("uid")
@@ -214,7 +214,7 @@ class StatefulSetController(Controller):
             st["collisionCount"] = collision + 1
             await self.client.update_status(STATEFULSETS, dict(sts, status=st))
             return None
-        self._pending.setdefault(_key(sts), set()).add(("rev", meta(rev)["name"]))
+        self._pending.setdefault(ns_name(sts), set()).add(("rev", meta(rev)["name"]))
         return rev
 
     async def _create(self, sts: dict, ordinal: int, rev: dict) -> None:
@@ -229,7 +229,7 @@ class StatefulSetController(Controller):
                                        f"create Pod {pname} in StatefulSet {meta(sts)['name']} failed error: {e.message}",
                                        COMPONENT)
             raise
-        self._pending.setdefault(_key(sts), set()).add(("pod", pname))
+        self._pending.setdefault(ns_name(sts), set()).add(("pod", pname))
         await self.recorder.record(sts, "Normal", "SuccessfulCreate",
                                    f"create Pod {pname} in StatefulSet {meta(sts)['name']} successful", COMPONENT)
 
@@ -314,16 +314,8 @@ class StatefulSetController(Controller):
         now = time.time()
         st = compute_status(sts, pods, current, update, now)
         min_ready = int((sts.get("spec") or {}).get("minReadySeconds") or 0)
-        waits = [w for w in (available_in(p, min_ready, now) for p in pods) if w is not None]
-        if waits:
-            self.enqueue_after(_key(sts), min(waits) + 0.05)
-        if st == (sts.get("status") or {}):
-            return
-        try:
-            await self.client.update_status(STATEFULSETS, dict(sts, status=st))
-        except ApiError as e:
-            if e.code != 404:
-                raise
+        self.requeue_when_available(sts, pods, min_ready, now)
+        await self.write_status(STATEFULSETS, sts, st)
 
     async def _truncate_history(self, sts: dict, revisions: list[dict], live: set[str], pods: list[dict]) -> None:
         limit = (sts.get("spec") or {}).get("revisionHistoryLimit")
@@ -336,8 +328,3 @@ class StatefulSetController(Controller):
             except ApiError as e:
                 if e.code != 404:
                     raise
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    md = meta(obj)
-    return md.get("namespace", "") or "", md.get("name", "")
