@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,15 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tinykube.testing import StandaloneApiServer, free_port  # noqa: E402,F401 (re-exported)
+
 TINYKUBE = [sys.executable, "-m", "tinykube.cli.main"]
 BENCH_SERVICE_CIDR = "10.131.0.0/16"
 BENCH_POD_CIDR = "10.204.0.0/16"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -44,40 +38,11 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
-class ApiServerProc:
+class ApiServerProc(StandaloneApiServer):
     """`tinykube apiserver` alone on a free loopback port, with its own data dir."""
 
     def __init__(self, root: Path):
-        from tinykube.cli.lifecycle import write_kubeconfig
-        from tinykube.cluster import ClusterConfig
-        self.cluster = ClusterConfig(name=f"bench{os.getpid() % 100000}", data_dir=root,
-                                     api_port=free_port(), api_bind="127.0.0.1")
-        self.cluster.save()
-        self.kubeconfig = write_kubeconfig(self.cluster)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.cluster.data_dir / "apiserver.log", "ab")
-        self.proc = subprocess.Popen([*TINYKUBE, "apiserver", "--data-dir", str(self.cluster.data_dir)],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        ready = self.cluster.run_dir / "apiserver.ready"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if ready.exists():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.cluster.data_dir / "apiserver.log").read_text()[-3000:])
-            time.sleep(0.05)
-        raise RuntimeError("apiserver did not become ready")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(root, name=f"bench{os.getpid() % 100000}")
 
 
 class BenchCluster:

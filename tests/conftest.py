@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tinykube.testing import StandaloneApiServer, free_port  # noqa: F401 (re-exported)
 
 KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
 KUBECTL_VERSIONS = ["1.27", "1.33"]
@@ -21,12 +20,6 @@ def kubectl_binary(version: str | None) -> str:
     if version is None:
         return shutil.which("kubectl") or "kubectl"
     return str(KUBECTL_DIR / f"kubectl.{version}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -50,40 +43,8 @@ class Kubectl:
         return self(*args, input=input, check=True, **kw).stdout
 
 
-class ApiServer:
+class ApiServer(StandaloneApiServer):
     """`tinykube apiserver` alone, on a free port, with its own data dir."""
-
-    def __init__(self, root: Path):
-        from tinykube.cli.lifecycle import write_kubeconfig
-        from tinykube.cluster import ClusterConfig
-        self.cluster = ClusterConfig(name=f"t{os.getpid()}", data_dir=root, api_port=free_port(),
-                                     api_bind="127.0.0.1")
-        self.cluster.save()
-        self.kubeconfig = write_kubeconfig(self.cluster)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.cluster.data_dir / "apiserver.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tinykube.cli.main", "apiserver", "--data-dir",
-                                      str(self.cluster.data_dir)], stdout=log, stderr=subprocess.STDOUT)
-        ready = self.cluster.run_dir / "apiserver.ready"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if ready.exists():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.cluster.data_dir / "apiserver.log").read_text()[-3000:])
-            time.sleep(0.05)
-        raise RuntimeError("apiserver did not become ready")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            (self.proc.kill if kill else self.proc.terminate)()
-            self.proc.wait(10)
-        self.cluster.clear_ready("apiserver")
-
-    def log(self) -> str:
-        return (self.cluster.data_dir / "apiserver.log").read_text()
 
 
 @pytest.fixture(scope="session")
