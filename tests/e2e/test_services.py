@@ -237,8 +237,11 @@ def test_multi_port(k, sns, app):
     eps = field(lines, "Endpoints")
     assert set(eps[0].split(",")) == {f"{p}:80" for p in app.values()}
     assert set(eps[1].split(",")) == {f"{p}:443" for p in app.values()}
-    assert set(host_requests(ip, 8080, 30)) == set(app)
-    assert set(host_requests(ip, 8443, 30, "/hostname")) == set(app)
+    # the Endpoints are in the API a moment before the proxy has programmed them (as with
+    # kube-proxy): wait for the data plane, then every pod answers on both ports
+    wait_for(lambda: set(host_requests(ip, 8080, 30)) == set(app), what="port 8080 reaching every pod")
+    wait_for(lambda: set(host_requests(ip, 8443, 30, "/hostname")) == set(app),
+             what="port 8443 reaching every pod")
 
 
 def test_named_target_port_per_pod(k, sns):
@@ -253,7 +256,9 @@ def test_named_target_port_per_pod(k, sns):
     assert field(lines, "TargetPort") == ["http/TCP"]
     assert set(field(lines, "Endpoints")[0].split(",")) == want
     ip = cluster_ip(k, sns, "sample-named-port-service")
-    bodies = host_requests(ip, 8080, 40)
+    # wait for the proxy to program the new endpoints, then both target ports answer
+    bodies = wait_for(lambda: (lambda bs: bs if not any(b.startswith("<error") for b in bs) else None)(
+        host_requests(ip, 8080, 40)), what="the data plane for the named-port Service")
     assert any("Welcome to nginx!" in b for b in bodies)      # nginx on 80
     assert any(b.startswith("NOW: ") for b in bodies)          # netexec on 8080
 
@@ -338,6 +343,7 @@ def test_session_affinity_client_ip(k, sns, app, node_ip):
     assert field(lines, "Session Affinity") == ["ClientIP"]
     wait_for(lambda: len(field(describe_lines(k, sns, "sample-session-affinity"), "Endpoints")[0].split(",")) == 3,
              what="3 endpoints")
+    wait_for(lambda: not host_requests(ip, 8080, 1)[0].startswith("<error"), what="the data plane")
     first = host_requests(ip, 8080, 30)
     assert len(set(first)) == 1 and first[0] in app, collections.Counter(first)
     from_pod = pod_requests(k, sns, "client-pod", f"http://{ip}:8080/", 30)
