@@ -16,7 +16,7 @@ to its ClusterIP:80 until it succeeds (an unprogrammed ClusterIP is refused at o
 `latency-services` Services, first with 0 and then with `existing` other Services (with
 endpoints) in the cluster.
 Part 3 (offline, in a private network namespace deleted afterwards; no cluster, no packet):
-for N services x 3 endpoints, the proxy's full sync (render_all + render_full in Python, then
+for N services x 10 endpoints (--endpoints), the proxy's full sync (render_all + render_full in Python, then
 `nft -f -`) vs `nft -f -` alone loading the same text into an empty table (alternated `full-reps` times,
 the fastest of each counts): ratio, target <= 1.5. And the incremental update (one service's endpoints change: render_incremental +
 `nft -f -`) at each N, median of `rounds`: it must not grow with N; next to it the kernel's own
@@ -356,12 +356,11 @@ def offline_part(args) -> None:
     from bench.proxy_sync import service as mk_service
     from bench.proxy_sync import slice_ as mk_slice
     from tinykube.agent.proxy import nft
-    from tinykube.agent.proxy.render import (ProxyConfig, render_all, render_full,
-                                             render_incremental, render_service)
+    from tinykube.agent.proxy.render import (IdAllocator, Present, ProxyConfig, render_all,
+                                             render_full, render_incremental, render_service)
 
     cfg = ProxyConfig(table="tinykube-bench-sync", node_name="n1", node_ips=("10.77.0.1",),
-                      cluster_cidrs=("10.244.0.0/16",), service_cidrs=("10.96.0.0/12",),
-                      lb_mode=args.lb_mode)
+                      cluster_cidrs=("10.244.0.0/16",), service_cidrs=("10.96.0.0/12",))
     netns = f"tkbench-sync-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
 
@@ -373,7 +372,8 @@ def offline_part(args) -> None:
         renders, tk_nfts, alones = [], [], []
         for _ in range(args.full_reps):
             t0 = time.perf_counter()
-            state = render_all(services, slices.values(), cfg)
+            ids = IdAllocator()
+            state = render_all(services, slices.values(), cfg, ids)
             text = render_full(state, cfg, None)
             renders.append(time.perf_counter() - t0)
             t1 = time.perf_counter()
@@ -387,6 +387,7 @@ def offline_part(args) -> None:
         best = min(range(args.full_reps), key=lambda k: renders[k] + tk_nfts[k])
         t_render, t_tk_nft, t_nft = renders[best], tk_nfts[best], min(alones)
         await nft.apply(text, netns)
+        present = Present.of(state)
         # incremental: one service's endpoints change at a time
         inc = []
         for r in range(args.rounds):
@@ -394,9 +395,9 @@ def offline_part(args) -> None:
             slices[i] = mk_slice(i, args.endpoints + 1 if r % 2 == 0 else args.endpoints)
             key = ("bench", f"svc{i}")
             new = dict(state)
-            new[key] = render_service(services[i], [slices[i]], cfg)
+            new[key] = render_service(services[i], [slices[i]], cfg, ids)
             t3 = time.perf_counter()
-            await nft.apply(render_incremental(state, new, [key], cfg), netns)
+            await nft.apply(render_incremental(state, new, [key], cfg, present), netns)
             inc.append(time.perf_counter() - t3)
             state = new
         # the same kind of update through libnftables in one process (what the agent does in
@@ -411,8 +412,8 @@ def offline_part(args) -> None:
                 slices[i] = mk_slice(i, args.endpoints + 1 if r % 2 == 0 else args.endpoints)
                 key = ("bench", f"svc{i}")
                 new = dict(state)
-                new[key] = render_service(services[i], [slices[i]], cfg)
-                script = render_incremental(state, new, [key], cfg)
+                new[key] = render_service(services[i], [slices[i]], cfg, ids)
+                script = render_incremental(state, new, [key], cfg, present)
                 t3 = time.perf_counter()
                 rc, _, err = worker.submit(ctx.cmd, script).result()
                 inproc.append(time.perf_counter() - t3)
@@ -422,10 +423,11 @@ def offline_part(args) -> None:
             del ctx
         finally:
             worker.shutdown(wait=True)
-        # the kernel alone: one rule into a scratch chain, `goto <an endpoint chain>` (the
-        # kernel then validates the table's whole jump graph) and `counter` (it does not)
+        # the kernel alone: one rule into a scratch chain, `goto masquerading` (the kernel then
+        # validates the table's whole jump graph: with per-service chains that grew with N)
+        # and `counter` (it does not)
         await nft.apply(f"add chain {cfg.family} {cfg.table} bench-floor\n", netns)
-        target = next(c for sr in state.values() for c in sr.chains if c.startswith("endpoint-"))
+        target = "masquerading"
         sk = _netns_netlink(netns)
         try:
             k_goto = statistics.median(kernel_rule_add(sk, cfg.table, "bench-floor", target)
@@ -439,8 +441,7 @@ def offline_part(args) -> None:
                 statistics.median(inproc) if inproc else float("nan"))
 
     try:
-        print(f"proxy sync offline (private netns, {args.endpoints} endpoints/service, "
-              f"lb_mode={args.lb_mode}):")
+        print(f"proxy sync offline (private netns, {args.endpoints} endpoints/service):")
         incs, kernel = [], []
         for n in (int(x) for x in args.sync_sizes.split(",")):
             rnd, tknft, alone, inc, size, k_goto, k_ctr, lib = asyncio.run(one_size(n))
@@ -478,11 +479,10 @@ def main() -> None:
     ap.add_argument("--existing", type=int, default=1000,
                     help="other Services for the second latency run (10000 for the full size; 0 skips)")
     ap.add_argument("--sync-sizes", default="100,1000,10000")
-    ap.add_argument("--endpoints", type=int, default=3)
+    ap.add_argument("--endpoints", type=int, default=10,
+                    help="endpoints per Service (10: the issue's 10,000 Services / 100,000 endpoints)")
     ap.add_argument("--rounds", type=int, default=20, help="incremental updates per size")
     ap.add_argument("--full-reps", type=int, default=3, help="full syncs per size (fastest counts)")
-    ap.add_argument("--lb-mode", default="rules", choices=["rules", "vmap"],
-                    help="endpoint choice rendering (the agent uses rules)")
     ap.add_argument("--skip-cluster", action="store_true")
     ap.add_argument("--skip-offline", action="store_true")
     ap.add_argument("--kubeconfig", default=None, help="use this running cluster")

@@ -235,9 +235,8 @@ async def started(t: Topo, services, slices, **kw) -> Proxier:
 
 # ------------------------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("lb_mode", ["vmap", "rules"])
-def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo, lb_mode):
-    cip = {"vmap": "10.96.0.20", "rules": "10.96.0.35"}[lb_mode]
+def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo):
+    cip = "10.96.0.20"
 
     async def body():
         svc = service("web", cip, ports=[
@@ -246,7 +245,7 @@ def test_clusterip_tcp_udp_distribution_from_node_and_pod(topo, lb_mode):
         sl = eps_slice("web", ["p1", "p2", "p3"], ports=[
             {"name": "http", "port": 8080, "protocol": "TCP"},
             {"name": "dns", "port": 5353, "protocol": "UDP"}])
-        p = await started(topo, [svc], [sl], lb_mode=lb_mode)
+        p = await started(topo, [svc], [sl])
         try:
             for src in ("node", "p1"):
                 got = await topo.aclients(src, "tcp", cip, 80, 90)

@@ -60,10 +60,7 @@ async def run(cluster: ClusterConfig) -> None:
     heartbeat = asyncio.create_task(node.heartbeat(client, cluster, cluster.agent_port))
 
     proxier = Proxier(client, cluster.node_name, node_ips, [cluster.pod_cidr], f"{cluster.nft_prefix}proxy",
-                      service_cidrs=[cluster.service_cidr], guard_cluster=cluster.name,
-                      # one numgen rule per endpoint: full resyncs stay linear in the number of
-                      # services (anonymous vmaps make the kernel's load quadratic)
-                      lb_mode="rules")
+                      service_cidrs=[cluster.service_cidr], guard_cluster=cluster.name)
     await proxier.start()
     await kubelet.start()
     await proxier.wait_applied()

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from .render import Existing
+from .render import COUNTERS, Existing
 
 
 class NftError(RuntimeError):
@@ -145,13 +145,16 @@ async def apply(script: str, netns: str | None = None) -> None:
         raise NftError(["nft", "-f", "-"], rc, err or "")
 
 
-async def list_json(what: list[str], netns: str | None = None) -> list[dict[str, Any]] | None:
-    """`nft -j list <what>` as the list of objects; None when the table does not exist."""
-    rc, out, err = await run(["nft", "-j", "list", *what], netns=netns, check=False)
+async def list_json(what: list[str], netns: str | None = None,
+                    terse: bool = False) -> list[dict[str, Any]] | None:
+    """`nft -j list <what>` as the list of objects (`-t`: without set elements); None when
+    the table or set does not exist."""
+    argv = ["nft", "-j"] + (["-t"] if terse else []) + ["list", *what]
+    rc, out, err = await run(argv, netns=netns, check=False)
     if rc != 0:
         if "No such file or directory" in err:
             return None
-        raise NftError(["nft", "-j", "list", *what], rc, err)
+        raise NftError(argv, rc, err)
     return json.loads(out).get("nftables", [])
 
 
@@ -160,9 +163,45 @@ async def table_exists(table: str, family: str = "ip", netns: str | None = None)
     return rc == 0
 
 
+def _text(v: Any) -> str:
+    """An element key or value of `nft -j` output as the text nft reads back."""
+    if isinstance(v, dict):
+        if "concat" in v:
+            return " . ".join(_text(x) for x in v["concat"])
+        if "elem" in v:
+            return _text(v["elem"].get("val"))
+    return str(v)
+
+
+def _elements(obj: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(key, value, element attributes) of a listed set or map ("" value for sets)."""
+    out = []
+    for e in obj.get("elem") or []:
+        if isinstance(e, list):                       # map: [key, value]
+            k, v = e
+            attrs = k.get("elem", {}) if isinstance(k, dict) else {}
+            out.append((_text(k), _text(v), attrs))
+        else:
+            attrs = e.get("elem", {}) if isinstance(e, dict) else {}
+            out.append((_text(e), "", attrs))
+    return out
+
+
+async def list_set(table: str, name: str, family: str = "ip", netns: str | None = None,
+                   kind: str = "set") -> list[tuple[str, str, dict[str, Any]]]:
+    objs = await list_json([kind, family, table, name], netns)
+    for o in objs or []:
+        body = o.get("set") or o.get("map")
+        if body and body.get("name") == name:
+            return _elements(body)
+    return []
+
+
 async def existing(table: str, family: str = "ip", netns: str | None = None) -> Existing | None:
-    """The chains, sets/maps and counters of the table; None when it does not exist."""
-    objs = await list_json(["table", family, table], netns)
+    """The chains and sets of the table with the elements a full sync keeps (ids, counters,
+    affinity records); None when the table does not exist. The big stateless maps are not
+    listed (`-t`)."""
+    objs = await list_json(["table", family, table], netns, terse=True)
     if objs is None:
         return None
     ex = Existing()
@@ -173,20 +212,29 @@ async def existing(table: str, family: str = "ip", netns: str | None = None) -> 
             ex.sets.add(o["set"]["name"])
         elif "map" in o:
             ex.sets.add(o["map"]["name"])
-        elif "counter" in o:
-            ex.counters.add(o["counter"]["name"])
+            ex.maps.add(o["map"]["name"])
+    if "ids" in ex.sets:
+        for key, _, attrs in await list_set(table, "ids", family, netns):
+            if key.isdigit() and attrs.get("comment"):
+                ex.ids[int(key)] = attrs["comment"]
+    if COUNTERS in ex.sets:
+        ex.counters = {k for k, _, _ in await list_set(table, COUNTERS, family, netns)}
+    for name in ex.maps:
+        if name.startswith("affinity-"):
+            ex.affinity[name] = [(k, v) for k, v, _ in
+                                 await list_set(table, name, family, netns, "map")]
     return ex
 
 
 async def counters(table: str, family: str = "ip",
-                   netns: str | None = None) -> dict[str, tuple[int, int]]:
-    """Named counters of the table: name -> (packets, bytes)."""
-    objs = await list_json(["counters", "table", family, table], netns)
-    out: dict[str, tuple[int, int]] = {}
-    for o in objs or []:
-        c = o.get("counter")
-        if c and c.get("table") == table:
-            out[c["name"]] = (int(c.get("packets", 0)), int(c.get("bytes", 0)))
+                   netns: str | None = None) -> list[tuple[str, str, int]]:
+    """(id group comment, "ip . port" endpoint, packets) of every endpoint counter."""
+    groups = {k: attrs.get("comment", "")
+              for k, _, attrs in await list_set(table, "ids", family, netns)}
+    out = []
+    for key, _, attrs in await list_set(table, COUNTERS, family, netns):
+        i, _, ep = key.partition(" . ")
+        out.append((groups.get(i, ""), ep, int((attrs.get("counter") or {}).get("packets", 0))))
     return out
 
 

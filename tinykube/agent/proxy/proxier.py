@@ -12,9 +12,9 @@ import logging
 from typing import Any, Iterable
 
 from . import nft
-from .render import (CounterKey, ProxyConfig, ServiceKey, ServiceRules, SERVICE_NAME_LABEL,
-                     parse_counter_name, render_all, render_delete, render_full,
-                     render_incremental, render_service, slices_by_service)
+from .render import (CounterKey, IdAllocator, Present, ProxyConfig, ServiceKey, ServiceRules,
+                     SERVICE_NAME_LABEL, affinity_map, parse_group, render_all, render_delete,
+                     render_full, render_incremental, render_service, stale_affinity)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Proxier:
                  service_cidrs: Iterable[str] = (), netns: str | None = None,
                  min_sync_period: float = 0.05, full_sync_period: float = 60.0,
                  guard_cluster: str | None = None, manage_local_route: bool = True,
-                 family: str = "ip", lb_mode: str = "vmap"):
+                 family: str = "ip"):
         """`client` is a tinykube.client.Client (informers are started on it), or None when
         the caller feeds objects through the on_* handlers itself. `netns` runs every command
         in that network namespace. With `guard_cluster`, no rule is written before that
@@ -45,8 +45,7 @@ class Proxier:
         self.client = client
         self.cfg = ProxyConfig(table=table, node_name=node_name, node_ips=tuple(node_ips),
                                cluster_cidrs=tuple(cluster_cidrs),
-                               service_cidrs=tuple(service_cidrs), family=family,
-                               lb_mode=lb_mode)
+                               service_cidrs=tuple(service_cidrs), family=family)
         self.netns = netns
         self.min_sync_period = min_sync_period
         self.full_sync_period = full_sync_period
@@ -54,7 +53,10 @@ class Proxier:
         self.manage_local_route = manage_local_route
         self._services: dict[ServiceKey, dict] = {}
         self._slices: dict[tuple[str, str], dict] = {}
+        self._slices_of: dict[ServiceKey, dict[tuple[str, str], dict]] = {}   # by service
         self._applied: dict[ServiceKey, ServiceRules] = {}
+        self._ids = IdAllocator()
+        self._present = Present()
         self._dirty: set[ServiceKey] = set()
         self._need_full = True
         self._wake = asyncio.Event()
@@ -86,23 +88,40 @@ class Proxier:
         self._services.pop(_key(svc), None)
         self._touch([_key(svc)])
 
-    def on_slice_add(self, sl: dict) -> None:
+    def _put_slice(self, sl: dict) -> None:
         self._slices[_key(sl)] = sl
+        svc = _svc_of_slice(sl)
+        if svc is not None:
+            self._slices_of.setdefault(svc, {})[_key(sl)] = sl
+
+    def _drop_slice(self, sl: dict) -> None:
+        self._slices.pop(_key(sl), None)
+        svc = _svc_of_slice(sl)
+        of = self._slices_of.get(svc) if svc is not None else None
+        if of is not None:
+            of.pop(_key(sl), None)
+            if not of:
+                del self._slices_of[svc]
+
+    def on_slice_add(self, sl: dict) -> None:
+        self._put_slice(sl)
         self._touch([_svc_of_slice(sl)])
 
     def on_slice_update(self, old: dict, new: dict) -> None:
-        self._slices.pop(_key(old), None)
-        self._slices[_key(new)] = new
+        self._drop_slice(old)
+        self._put_slice(new)
         self._touch([_svc_of_slice(old), _svc_of_slice(new)])
 
     def on_slice_delete(self, sl: dict) -> None:
-        self._slices.pop(_key(sl), None)
+        self._drop_slice(sl)
         self._touch([_svc_of_slice(sl)])
 
     def replace_all(self, services: Iterable[dict], slices: Iterable[dict]) -> None:
         """Set the whole state at once (a full resync follows)."""
         self._services = {_key(s): s for s in services}
-        self._slices = {_key(s): s for s in slices}
+        self._slices, self._slices_of = {}, {}
+        for s in slices:
+            self._put_slice(s)
         self._need_full = True
         self._touch([])
 
@@ -188,33 +207,15 @@ class Proxier:
         self._wake.clear()
         changes = self._changes
         dirty, self._dirty = self._dirty, set()
-        by_svc = slices_by_service(self._slices.values())
         try:
             if full or self._need_full:
-                new = render_all(self._services.values(), self._slices.values(), self.cfg)
-                existing = await nft.existing(self.cfg.table, self.cfg.family, self.netns)
-                await nft.apply(render_full(new, self.cfg, existing), self.netns)
+                new = await self._sync_full()
                 changed = set(new) | set(self._applied)
-                self.syncs["full"] += 1
             else:
-                new = dict(self._applied)
-                for k in dirty:
-                    svc = self._services.get(k)
-                    if svc is None:
-                        new.pop(k, None)
-                    else:
-                        new[k] = render_service(svc, by_svc.get(k, []), self.cfg)
-                script = render_incremental(self._applied, new, dirty, self.cfg)
-                try:
-                    await nft.apply(script, self.netns)
-                except nft.NftError as e:
-                    log.warning("incremental proxy sync failed, doing a full one: %s", e)
-                    self.syncs["failed"] += 1
-                    self._need_full = True
-                    self._dirty |= dirty
+                new = await self._sync_incremental(dirty)
+                if new is None:                      # failed: the full sync is done
                     return await self.sync(full=True)
                 changed = dirty
-                self.syncs["incremental"] += 1
         except Exception:
             self._dirty |= dirty
             self._need_full = True
@@ -222,10 +223,77 @@ class Proxier:
         old = self._applied
         self._applied = new
         self._need_full = False
+        for k in changed:
+            gone = set((old.get(k) or ServiceRules()).groups) - \
+                set((new.get(k) or ServiceRules()).groups)
+            for group in gone:
+                self._ids.release(group)
         await self._flush_udp(old, new, changed)
         async with self._applied_cond:
             self._applied_changes = max(self._applied_changes, changes)
             self._applied_cond.notify_all()
+
+    async def _sync_full(self) -> dict[ServiceKey, ServiceRules]:
+        existing = await nft.existing(self.cfg.table, self.cfg.family, self.netns)
+        if existing is not None and not self._applied:
+            self._ids.restore(existing.ids)          # a restarted proxy keeps its ids
+        new = render_all(self._services.values(), self._slices.values(), self.cfg, self._ids)
+        try:
+            await nft.apply(render_full(new, self.cfg, existing), self.netns)
+        except nft.NftError as e:
+            if existing is None:
+                raise
+            # a table this code did not write (an older layout): start it afresh
+            log.warning("full proxy sync failed, recreating the table: %s", e)
+            await nft.apply(render_full(new, self.cfg, None), self.netns)
+        self._present = Present.of(new)
+        self.syncs["full"] += 1
+        return new
+
+    async def _sync_incremental(self, dirty: set[ServiceKey]) -> dict[ServiceKey, ServiceRules] | None:
+        new = dict(self._applied)
+        for k in dirty:
+            svc = self._services.get(k)
+            if svc is None:
+                new.pop(k, None)
+            else:
+                slices = list((self._slices_of.get(k) or {}).values())
+                new[k] = render_service(svc, slices, self.cfg, self._ids)
+        present = Present(set(self._present.tiers), set(self._present.timeouts))
+        try:
+            stale = await self._stale_affinity(dirty, new)
+            script = render_incremental(self._applied, new, dirty, self.cfg, present, stale)
+            await nft.apply(script, self.netns)
+        except nft.NftError as e:
+            log.warning("incremental proxy sync failed, doing a full one: %s", e)
+            self.syncs["failed"] += 1
+            self._need_full = True
+            self._dirty |= dirty
+            return None
+        self._present = present
+        self.syncs["incremental"] += 1
+        return new
+
+    async def _stale_affinity(self, dirty: set[ServiceKey],
+                              new: dict[ServiceKey, ServiceRules]) -> list[tuple[str, str]]:
+        """Affinity records of the changed services that point at endpoints they lost (read
+        from the kernel only when some affinity id lost an endpoint)."""
+        live: dict[int, tuple[int, frozenset[str]]] = {}
+        affected: set[int] = set()
+        for k in dirty:
+            n = (new.get(k) or ServiceRules()).affinity
+            live.update(n)
+            for i, (tm, eps) in (self._applied.get(k) or ServiceRules()).affinity.items():
+                if i not in n or n[i][0] != tm or not eps <= n[i][1]:
+                    affected.add(i)
+        if not affected:
+            return []
+        entries = {}
+        for tm in sorted(self._present.timeouts):
+            m = affinity_map(tm)
+            entries[m] = [(k, v) for k, v, _ in await nft.list_set(
+                self.cfg.table, m, self.cfg.family, self.netns, "map")]
+        return stale_affinity(entries, live, only=affected)
 
     async def _flush_udp(self, old: dict[ServiceKey, ServiceRules],
                          new: dict[ServiceKey, ServiceRules], keys: Iterable[ServiceKey]) -> None:
@@ -260,10 +328,11 @@ class Proxier:
 async def read_counters(table: str, netns: str | None = None,
                         family: str = "ip") -> dict[CounterKey, int]:
     out: dict[CounterKey, int] = {}
-    for name, (packets, _) in (await nft.counters(table, family, netns)).items():
-        k = parse_counter_name(name)
-        if k is not None:
-            out[k] = packets
+    for group, ep, packets in await nft.counters(table, family, netns):
+        svc = parse_group(group)
+        if svc is not None:
+            k = (*svc, ep.replace(" . ", ":"))
+            out[k] = out.get(k, 0) + packets
     return out
 
 
