@@ -331,6 +331,55 @@ def test_session_affinity_client_ip(topo):
     asyncio.run(body())
 
 
+def test_session_affinity_forgets_an_endpoint_that_goes(topo):
+    async def body():
+        svc = service("sticky2", "10.96.0.36", sessionAffinity="ClientIP",
+                      sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}})
+        sl = eps_slice("sticky2", ["p1", "p2", "p3"])
+        p = await started(topo, [svc], [sl])
+        try:
+            first = names(await topo.aclients("node", "tcp", "10.96.0.36", 80, 5))
+            assert len(first) == 1, first
+            chosen = next(iter(first))
+            rest = [x for x in PODS if x != chosen]
+            p.on_slice_update(sl, eps_slice("sticky2", rest))
+            await p.wait_applied()
+            # the record pointing at the removed endpoint is gone: a new sticky choice
+            again = names(await topo.aclients("node", "tcp", "10.96.0.36", 80, 10))
+            assert len(again) == 1 and next(iter(again)) in rest, again
+        finally:
+            await p.stop(delete_rules=True)
+    asyncio.run(body())
+
+
+def test_table_explains_itself_and_grows_tiers_without_a_full_sync(topo):
+    async def body():
+        svc = service("wide", "10.96.0.37")
+        p = await started(topo, [svc], [eps_slice("wide", ["p1"])])
+        try:
+            ids = sh("ip", "netns", "exec", topo.node, "nft", "list", "set", "ip", p.cfg.table,
+                     "ids").stdout
+            assert 'comment "default/wide/tcp/80"' in ids
+            # 20 endpoints: more than the standing lb-N tiers; no packet is sent to them
+            many = eps_slice("wide", ["p1"])
+            many["endpoints"] = [{"addresses": [f"10.244.0.{100 + k}"], "conditions": {"ready": True},
+                                  "nodeName": "node1"} for k in range(20)]
+            full = p.syncs["full"]
+            p.on_slice_update(eps_slice("wide", ["p1"]), many)
+            await p.wait_applied()
+            assert p.syncs["full"] == full and p.syncs["failed"] == 0
+            table = sh("ip", "netns", "exec", topo.node, "nft", "list", "table", "ip",
+                       p.cfg.table).stdout
+            assert "numgen random mod 20 map @endpoints-tcp" in table
+            # and back to one real endpoint, which answers
+            p.on_slice_update(many, eps_slice("wide", ["p2"]))
+            await p.wait_applied()
+            assert names(await topo.aclients("p1", "tcp", "10.96.0.37", 80, 3)) == {"p2": 3}
+        finally:
+            await p.stop(delete_rules=True)
+    asyncio.run(body())
+
+
 def test_nodeport_and_external_ips(topo):
     async def body():
         np = service("np", "10.96.0.25", type="NodePort",
