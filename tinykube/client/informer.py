@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 import random
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from tinykube.api.errors import ApiError
 from tinykube.api.resources import Resource
@@ -35,6 +35,9 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self._cache: dict[Key, dict] = {}
+        # name -> (index function, value -> {key: object}), like client-go's Indexer
+        self._indexes: dict[str, tuple[Callable[[dict], Iterable[str]],
+                                       dict[str, dict[Key, dict]]]] = {}
         self._handlers: dict[str, list[Callable]] = {"add": [], "update": [], "delete": []}
         self._synced = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -50,9 +53,50 @@ class Informer:
     def on_delete(self, fn: Callable[[dict], Any]) -> None:
         self._handlers["delete"].append(fn)
 
+    def add_index(self, name: str, fn: Callable[[dict], Iterable[str]]) -> None:
+        """Keep the cached objects findable by the values `fn` gives (by_index); adding an
+        index under a name that exists keeps the first."""
+        if name in self._indexes:
+            return
+        self._indexes[name] = (fn, {})
+        for k, o in self._cache.items():
+            self._index(k, o, name)
+
     # ---- cache access ----
     def items(self) -> list[dict]:
         return list(self._cache.values())
+
+    def by_index(self, name: str, value: str) -> list[dict]:
+        return list(self._indexes[name][1].get(value, {}).values())
+
+    def _index(self, k: Key, obj: dict, only: str | None = None) -> None:
+        for name, (fn, idx) in self._indexes.items():
+            if only is None or name == only:
+                for v in fn(obj):
+                    idx.setdefault(v, {})[k] = obj
+
+    def _unindex(self, k: Key, obj: dict) -> None:
+        for fn, idx in self._indexes.values():
+            for v in fn(obj):
+                bucket = idx.get(v)
+                if bucket is not None:
+                    bucket.pop(k, None)
+                    if not bucket:
+                        del idx[v]
+
+    def _put(self, k: Key, obj: dict) -> dict | None:
+        prev = self._cache.get(k)
+        if prev is not None:
+            self._unindex(k, prev)
+        self._cache[k] = obj
+        self._index(k, obj)
+        return prev
+
+    def _pop(self, k: Key) -> dict | None:
+        prev = self._cache.pop(k, None)
+        if prev is not None:
+            self._unindex(k, prev)
+        return prev
 
     def get(self, namespace: str | None, name: str) -> dict | None:
         return self._cache.get((namespace or "", name))
@@ -93,6 +137,10 @@ class Informer:
         fresh = {key_of(o): o for o in items}
         old = self._cache
         self._cache = fresh
+        for _, idx in self._indexes.values():
+            idx.clear()
+        for k, o in fresh.items():
+            self._index(k, o)
         self._rv = rv
         for k, o in fresh.items():
             prev = old.get(k)
@@ -118,11 +166,10 @@ class Informer:
             obj.setdefault("apiVersion", self.resource.api_version)
             k = key_of(obj)
             if typ == "DELETED":
-                prev = self._cache.pop(k, None)
+                prev = self._pop(k)
                 await self._emit("delete", prev or obj)
             else:
-                prev = self._cache.get(k)
-                self._cache[k] = obj
+                prev = self._put(k, obj)
                 if prev is None:
                     await self._emit("add", obj)
                 else:

@@ -19,7 +19,7 @@ from .base import Controller, SharedInformers
 from .endpoints import latest_trigger_time, selected_pods
 from .podports import (find_port, has_selector, is_headless, pod_ip_for_family, service_families,
                        should_pod_be_in_endpoints, should_set_hostname, target_ref)
-from .util import is_pod_ready, meta, ns_name
+from .util import BY_SERVICE, is_pod_ready, meta, ns_name, slice_service
 
 log = logging.getLogger("tinykube.controllers.endpointslice")
 
@@ -229,6 +229,7 @@ class EndpointSliceController(Controller):
         self.pods = informers.get("pods")
         self.nodes = informers.get("nodes")
         self.slices = informers.get("endpointslices", "discovery.k8s.io")
+        self.slices.add_index(BY_SERVICE, slice_service)
         self.services.on_add(lambda s: self.enqueue(ns_name(s)))
         self.services.on_update(lambda o, n: self.enqueue(ns_name(n)))
         self.services.on_delete(lambda s: self.enqueue(ns_name(s)))
@@ -260,16 +261,15 @@ class EndpointSliceController(Controller):
             self.enqueue(ns_name(svc))
 
     def _owned_slices(self, ns: str, name: str) -> list[dict]:
-        return [s for s in self.slices.items()
-                if meta(s).get("namespace") == ns and (meta(s).get("labels") or {}).get(SERVICE_NAME) == name
-                and (meta(s).get("labels") or {}).get(MANAGED_BY) == CONTROLLER_NAME
+        return [s for s in self.slices.by_index(BY_SERVICE, f"{ns}/{name}")
+                if (meta(s).get("labels") or {}).get(MANAGED_BY) == CONTROLLER_NAME
                 and not meta(s).get("deletionTimestamp")]
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
         pending = self._pending.get(key)
         if pending:
-            pending -= {meta(s).get("name") for s in self.slices.items() if meta(s).get("namespace") == ns}
+            pending -= {meta(s).get("name") for s in self.slices.by_index(BY_SERVICE, f"{ns}/{name}")}
             if pending:
                 self.enqueue_after(key, 0.5)   # the slice add event re-queues us sooner
                 return

@@ -12,7 +12,7 @@ from tinykube.api.errors import ApiError
 from .base import Controller, SharedInformers
 from .endpoints import ENDPOINTS, SKIP_MIRROR, api_server_address
 from .endpointslice import MANAGED_BY, SERVICE_NAME, SLICES, ports_key
-from .util import meta, ns_name
+from .util import BY_SERVICE, meta, ns_name, slice_service
 
 log = logging.getLogger("tinykube.controllers.mirroring")
 
@@ -117,6 +117,7 @@ class MirroringController(Controller):
         self.services = informers.get("services")
         self.endpoints = informers.get("endpoints")
         self.slices = informers.get("endpointslices", "discovery.k8s.io")
+        self.slices.add_index(BY_SERVICE, slice_service)
         for inf in (self.services, self.endpoints):
             inf.on_add(lambda o: self.enqueue(ns_name(o)))
             inf.on_update(lambda o, n: self.enqueue(ns_name(n)))
@@ -141,16 +142,15 @@ class MirroringController(Controller):
         ns, name = key
         pending = self._pending.get(key)
         if pending:
-            pending -= {meta(s).get("name") for s in self.slices.items() if meta(s).get("namespace") == ns}
+            pending -= {meta(s).get("name") for s in self.slices.by_index(BY_SERVICE, f"{ns}/{name}")}
             if pending:
                 self.enqueue_after(key, 0.5)
                 return
             self._pending.pop(key, None)
         svc = self.services.get(ns, name)
         ep = self.endpoints.get(ns, name)
-        existing = [s for s in self.slices.items() if meta(s).get("namespace") == ns
-                    and (meta(s).get("labels") or {}).get(SERVICE_NAME) == name
-                    and (meta(s).get("labels") or {}).get(MANAGED_BY) == MIRROR_NAME]
+        existing = [s for s in self.slices.by_index(BY_SERVICE, f"{ns}/{name}")
+                    if (meta(s).get("labels") or {}).get(MANAGED_BY) == MIRROR_NAME]
         desired = desired_mirror_slices(svc, ep) if should_mirror(svc, ep) else {}
         by_key: dict[tuple[str, str], list[dict]] = {}
         for s in sorted(existing, key=lambda x: meta(x).get("name", "")):

@@ -183,3 +183,13 @@ class Expectations:
         self._adds.pop(key, None)
         self._dels.pop(key, None)
         self._since.pop(key, None)
+
+
+BY_SERVICE = "service"     # informer index of EndpointSlices: "<namespace>/<service name>"
+
+
+def slice_service(s: dict) -> list[str]:
+    """The index value of an EndpointSlice: the Service its kubernetes.io/service-name label
+    names, in the slice's namespace."""
+    name = (meta(s).get("labels") or {}).get("kubernetes.io/service-name")
+    return [f"{meta(s).get('namespace', '')}/{name}"] if name else []

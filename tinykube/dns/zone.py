@@ -119,6 +119,7 @@ class Zone:
         self._owned: dict[tuple[str, str], tuple[list, list]] = {}
         self._ptr_claims: dict[str, dict[tuple[str, str], list[bytes]]] = {}
         self._svc_ptrs: dict[tuple[str, str], set[str]] = {}
+        self._ptr_stale: dict[bytes, str] = {}      # reverse name -> IP whose PTR is unbuilt
         self._ns_owner: tuple[str, str] | None = None
         self.serial = 0
         self.soa_tail = b""
@@ -313,22 +314,33 @@ class Zone:
         if ptrs:
             self._svc_ptrs[key] = set(ptrs)
         for ip in old_ips | set(ptrs):
-            self._build_ptr(ip)
+            self._ptr_changed(ip)
         # the zone's NS follows the service that owns the DNS server's address
         if self._ns_owner == key or (svc is not None and self.dns_ip in self._cluster_ips(svc)):
             self._build_ns()
 
+    def _ptr_changed(self, ip: str) -> None:
+        """Drop the PTR answer of `ip`; the next question for it builds it again. (A pod IP
+        behind many Services has a claim from each: building its answer on every change
+        would make creating N such Services cost N^2.)"""
+        rev = W.to_wire(ipaddress.ip_address(ip).reverse_pointer)
+        self.answers.pop((rev, W.PTR), None)
+        self._ptr_stale[rev] = ip
+
     def _build_ptr(self, ip: str) -> None:
         rev = W.to_wire(ipaddress.ip_address(ip).reverse_pointer)
-        claims = self._ptr_claims.get(ip)
+        self._ptr_stale.pop(rev, None)
+        # a snapshot taken in one C call: the UDP thread builds lazily while the event loop
+        # may be changing the claims
+        claims = sorted((self._ptr_claims.get(ip) or {}).items())
         if not claims:
             self.answers.pop((rev, W.PTR), None)
             return
-        svc_targets = [t[1] for k, t in sorted(claims.items()) if t[0] == "svc"]
+        svc_targets = [t[1] for k, t in claims if t[0] == "svc"]
         if svc_targets:
             targets = svc_targets[:1]
         else:
-            targets = sorted({t for k, ts in claims.items() for t in ts[1:]})
+            targets = sorted({t for k, ts in claims for t in ts[1:]})
         self.answers[(rev, W.PTR)] = encode(rev, [RR(None, W.PTR, self.ttl, (("c", t),))
                                                   for t in targets])
 
@@ -487,6 +499,11 @@ class Zone:
         e = self.answers.get((qname, qtype))
         if e is not None:
             return e
+        if qtype == W.PTR and qname in self._ptr_stale:
+            self._build_ptr(self._ptr_stale[qname])
+            e = self.answers.get((qname, qtype))
+            if e is not None:
+                return e
         if qtype in (W.AXFR, W.IXFR):
             return REFUSED if self.in_zone(qname) else FORWARD
         if not qname.endswith(self.zwire):
