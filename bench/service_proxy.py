@@ -2,7 +2,7 @@
 programming latency, and the proxy's full and incremental sync cost vs nft alone.
 
     python bench/service_proxy.py [--seconds 10] [--connections 48] [--latency-services 20]
-                                  [--existing 1000] [--sync-sizes 100,1000,10000]
+                                  [--existing 1000,10000] [--sync-sizes 100,1000,10000]
                                   [--skip-cluster | --skip-offline] [--kubeconfig PATH]
 
 Part 1 (a cluster: its own via `tinykube up` with the bench ranges and `down --purge` at the end,
@@ -200,13 +200,13 @@ async def programming_latency(api: Api, ns: str, count: int, tag: str) -> list[f
     return out
 
 
-async def create_many(api: Api, ns: str, n: int, parallel: int = 10) -> float:
+async def create_many(api: Api, ns: str, n: int, parallel: int = 10, first: int = 0) -> float:
     sem = asyncio.Semaphore(parallel)
     done: list[float] = []
 
     async def one(i: int) -> None:
         async with sem:
-            await api.cl.create(api.r.get("services"), _service(f"bulk-{i}"), ns)
+            await api.cl.create(api.r.get("services"), _service(f"bulk-{first + i}"), ns)
             done.append(time.perf_counter())
 
     t0 = time.perf_counter()
@@ -253,16 +253,18 @@ def cluster_part(args, kubeconfig: str) -> None:
             ms = [x * 1000 for x in lat0]
             print(f"network programming latency, {len(ms)} new Services, 1 existing: "
                   f"p50 {pct(ms, 50):7.1f} ms   p99 {pct(ms, 99):7.1f} ms")
-            if args.existing:
-                bulk = await create_many(api, ns, args.existing)
-                settle = await wait_programmed(api, ns, f"bulk-{args.existing - 1}")
-                print(f"  created {args.existing} Services in {bulk:.1f} s "
-                      f"({args.existing / bulk:.0f}/s); the last one programmed {settle:.1f} s later")
+            have = 0
+            for total in (int(x) for x in str(args.existing).split(",") if int(x) > 0):
+                bulk = await create_many(api, ns, total - have, first=have)
+                settle = await wait_programmed(api, ns, f"bulk-{total - 1}")
+                print(f"  created {total - have} Services in {bulk:.1f} s "
+                      f"({(total - have) / bulk:.0f}/s); the last one programmed {settle:.1f} s later")
+                have = total
                 await asyncio.sleep(2)
-                lat1 = await programming_latency(api, ns, args.latency_services, "b")
+                lat1 = await programming_latency(api, ns, args.latency_services, f"b{total}")
                 ms = [x * 1000 for x in lat1]
                 print(f"network programming latency, {len(ms)} new Services, "
-                      f"{args.existing} existing: p50 {pct(ms, 50):7.1f} ms   p99 {pct(ms, 99):7.1f} ms")
+                      f"{total} existing: p50 {pct(ms, 50):7.1f} ms   p99 {pct(ms, 99):7.1f} ms")
         finally:
             try:
                 await api.cl.delete(api.r.get("namespaces"), None, ns)
@@ -476,8 +478,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=48)
     ap.add_argument("--latency-services", type=int, default=20,
                     help="Services created one by one to time programming latency")
-    ap.add_argument("--existing", type=int, default=1000,
-                    help="other Services for the second latency run (10000 for the full size; 0 skips)")
+    ap.add_argument("--existing", default="1000,10000",
+                    help="totals of other Services for the later latency runs, created in "
+                         "turn (0 skips)")
     ap.add_argument("--sync-sizes", default="100,1000,10000")
     ap.add_argument("--endpoints", type=int, default=10,
                     help="endpoints per Service (10: the issue's 10,000 Services / 100,000 endpoints)")
