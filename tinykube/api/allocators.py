@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Iterable
+from typing import Container, Iterable
 
 from tinykube.api import errors
 from tinykube.api.defaults import prepare_service
@@ -61,10 +61,25 @@ def _pick(lo: int, hi: int, taken, rng: random.Random) -> int | None:
     return None
 
 
-class ClusterIPAllocator:
-    """Service IPs of one CIDR. Network and broadcast addresses are never handed out."""
+class _Taken:
+    """Offsets taken: by this allocator's own allocations, or (`elsewhere(offset)`) by
+    others."""
 
-    def __init__(self, cidr: str, used: Iterable[str] = (), rng: random.Random | None = None):
+    def __init__(self, own: set[int], elsewhere) -> None:
+        self.own, self.elsewhere = own, elsewhere
+
+    def __contains__(self, off: int) -> bool:
+        return off in self.own or self.elsewhere(off)
+
+
+class ClusterIPAllocator:
+    """Service IPs of one CIDR. Network and broadcast addresses are never handed out.
+
+    `used` is asked membership only (canonical IP strings), so the API server passes a view of
+    its index instead of a copy of every allocated IP."""
+
+    def __init__(self, cidr: str, used: Container[str] = frozenset(),
+                 rng: random.Random | None = None):
         self.net = ipaddress.ip_network(cidr, strict=False)
         self.cidr = str(self.net)
         self.family = "IPv4" if self.net.version == 4 else "IPv6"
@@ -76,10 +91,9 @@ class ClusterIPAllocator:
             self.max = max(0, total - 1)
         self.offset = _range_offset(total, 16, 256)
         self.used: set[int] = set()
-        for ip in used:
-            p = parse_ip(ip)
-            if p is not None and p.version == self.net.version:
-                self.used.add(int(p) - self.base)
+        self.elsewhere = used
+        self.taken = _Taken(self.used,
+                            lambda off: str(ipaddress.ip_address(self.base + off)) in used)
         self.rng = rng or random.SystemRandom()
 
     def contains(self, ip: str) -> bool:
@@ -98,13 +112,13 @@ class ClusterIPAllocator:
                 raise NotInRangeError(f"the provided IP ({requested}) is not in the valid range. "
                                       f"The range of valid IPs is {self.cidr}")
             off = int(p) - self.base
-            if off in self.used:
+            if off in self.taken:
                 raise AlreadyAllocatedError("provided IP is already allocated")
             self.used.add(off)
             return str(p)
-        off = _pick(self.offset, self.max, self.used, self.rng)
+        off = _pick(self.offset, self.max, self.taken, self.rng)
         if off is None:
-            off = _pick(0, min(self.offset, self.max), self.used, self.rng)
+            off = _pick(0, min(self.offset, self.max), self.taken, self.rng)
         if off is None:
             raise RangeFullError()
         self.used.add(off)
@@ -118,11 +132,13 @@ class NodePortAllocator:
     """Node ports of one range, shared by all protocols (as Kubernetes' single bitmap)."""
 
     def __init__(self, range: tuple[int, int] = (30000, 32767),  # noqa: A002 - the brief's name
-                 used: Iterable[int] | Iterable[tuple[int, str]] = (), rng: random.Random | None = None):
+                 used: Container[int] | Iterable[tuple[int, str]] = frozenset(),
+                 rng: random.Random | None = None):
         self.lo, self.hi = int(range[0]), int(range[1])
-        self.used: set[int] = set()
-        for u in used:
-            self.used.add(int(u[0]) if isinstance(u, tuple) else int(u))
+        self.used: set[int] = set()        # this allocator's own allocations
+        if isinstance(used, (set, frozenset, list, tuple)):
+            used = {int(u[0]) if isinstance(u, tuple) else int(u) for u in used}
+        self.elsewhere = used
         size = self.hi - self.lo + 1
         self.offset = _range_offset(size, 32, 128)
         self.rng = rng or random.SystemRandom()
@@ -136,12 +152,13 @@ class NodePortAllocator:
             if not self.lo <= requested <= self.hi:
                 raise NotInRangeError("provided port is not in the valid range. "
                                       f"The range of valid ports is {self.range_text}")
-            if requested in self.used:
+            if requested in self.used or requested in self.elsewhere:
                 raise AlreadyAllocatedError("provided port is already allocated")
             self.used.add(requested)
             return requested
         n = self.hi - self.lo + 1
-        taken = {u - self.lo for u in self.used}
+        taken = _Taken(set(), lambda off: self.lo + off in self.used
+                       or self.lo + off in self.elsewhere)
         off = _pick(self.offset, n, taken, self.rng)
         if off is None:
             off = _pick(0, min(self.offset, n), taken, self.rng)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import json
 import logging
 import secrets
@@ -94,6 +95,29 @@ class WriteOptions:
     warnings: list[str] = field(default_factory=list)
 
 
+def _canonical_ip(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
+class _UsedByOthers:
+    """Values of `counts` that some holder other than the one owning `own` has."""
+
+    def __init__(self, counts: dict, own: tuple) -> None:
+        self.counts, self.own = counts, own
+
+    def __contains__(self, v: object) -> bool:
+        return self.counts.get(v, 0) > self.own.count(v)
+
+    def __iter__(self):
+        return (v for v in self.counts if v in self)
+
+    def __eq__(self, other: object) -> bool:
+        return set(self) == other
+
+
 class StoreIndex:
     """What the registry needs to look up without scanning the store, kept current from the
     store's own watch: owner uid -> dependents (the garbage collector's graph), the ClusterIPs and
@@ -103,29 +127,31 @@ class StoreIndex:
         self._owners_of: dict[str, tuple[str, ...]] = {}
         self._dependents: dict[str, set[str]] = {}
         self._allocations: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._ip_count: dict[str, int] = {}      # allocated value -> Services holding it
+        self._port_count: dict[int, int] = {}
         self.namespaces: dict[str, bool] = {}   # name -> terminating
         self.revision = 0
         self._advanced = asyncio.Condition()
 
-    def used_by_others(self, key: str) -> tuple[set[str], set[int]]:
-        ips: set[str] = set()
-        ports: set[int] = set()
-        for k, (i, p) in self._allocations.items():
-            if k != key:
-                ips.update(i)
-                ports.update(p)
-        return ips, ports
+    def used_by_others(self, key: str) -> tuple[_UsedByOthers, _UsedByOthers]:
+        """The ClusterIPs and node ports held by Services other than `key`, as membership
+        views (O(1) per question, whatever the number of Services)."""
+        own_ips, own_ports = self._allocations.get(key, ((), ()))
+        return (_UsedByOthers(self._ip_count, own_ips),
+                _UsedByOthers(self._port_count, own_ports))
 
     def _set(self, key: str, obj: dict | None) -> None:
         if key.startswith(_SERVICES_PREFIX):
-            self._allocations.pop(key, None)
+            self._count(self._allocations.pop(key, ((), ())), -1)
             if obj is not None:
                 spec = obj.get("spec", {})
-                ips = tuple(ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None")
+                ips = tuple(_canonical_ip(ip) for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")])
+                            if ip and ip != "None")
                 ports = tuple(p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort"))
                 if spec.get("healthCheckNodePort"):
                     ports += (spec["healthCheckNodePort"],)
                 self._allocations[key] = (ips, ports)
+                self._count((ips, ports), 1)
         elif key.startswith(_NAMESPACES_PREFIX):
             name = key[len(_NAMESPACES_PREFIX):]
             if obj is None:
@@ -133,6 +159,15 @@ class StoreIndex:
             else:
                 self.namespaces[name] = bool(obj.get("metadata", {}).get("deletionTimestamp"))
         self._set_owners(key, obj)
+
+    def _count(self, allocation: tuple[tuple[str, ...], tuple[int, ...]], delta: int) -> None:
+        for counts, values in ((self._ip_count, allocation[0]), (self._port_count, allocation[1])):
+            for v in values:
+                n = counts.get(v, 0) + delta
+                if n > 0:
+                    counts[v] = n
+                else:
+                    counts.pop(v, None)
 
     def _set_owners(self, key: str, obj: dict | None) -> None:
         for uid in self._owners_of.pop(key, ()):
