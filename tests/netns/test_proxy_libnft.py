@@ -23,18 +23,18 @@ CHILD = textwrap.dedent('''
     async def main():
         nft.LIBNFT_IDLE_RELEASE = 0.05
         lib = nft.libnftables()
-        await nft.apply("add table ip tkt\\nadd chain ip tkt c\\nadd counter ip tkt n\\n")
+        await nft.apply("add table ip tkt\\nadd chain ip tkt c\\nadd set ip tkt ids { type mark; }\\n")
         await asyncio.sleep(0.3)    # idle: the context is freed, the next call makes one
         print(json.dumps({"inprocess": lib is not None,
                           "freed": lib is None or lib._ctx is None}))
-        await nft.apply("add rule ip tkt c counter name n accept\\n")
+        await nft.apply("add element ip tkt ids { 7 comment \\"ns/svc/tcp/80\\" }\\n")
         try:
             # one transaction: the bad rule makes the good chain not appear either
             await nft.apply("add chain ip tkt d\\nadd rule ip tkt nosuch accept\\n")
         except nft.NftError as e:
             print(json.dumps({"error": str(e)}))
         ex = await nft.existing("tkt")
-        print(json.dumps({"chains": sorted(ex.chains), "counters": sorted(ex.counters)}))
+        print(json.dumps({"chains": sorted(ex.chains), "ids": ex.ids}))
         await nft.delete_table("tkt")
         await nft.delete_table("tkt")          # idempotent
         print(json.dumps({"exists": await nft.table_exists("tkt")}))
@@ -59,7 +59,7 @@ def _run(env_extra: dict[str, str]) -> list[dict]:
 
 def _check(out: list[dict]) -> None:
     assert "No such file or directory" in out[1]["error"]
-    assert out[2] == {"chains": ["c"], "counters": ["n"]}
+    assert out[2] == {"chains": ["c"], "ids": {"7": "ns/svc/tcp/80"}}
     assert out[3] == {"exists": False}
 
 
