@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Container, Iterable
+from typing import Callable, Container, Iterable
 
 from tinykube.api import errors
 from tinykube.api.defaults import prepare_service
@@ -62,14 +62,13 @@ def _pick(lo: int, hi: int, taken, rng: random.Random) -> int | None:
 
 
 class _Taken:
-    """Offsets taken: by this allocator's own allocations, or (`elsewhere(offset)`) by
-    others."""
+    """The offsets for which `is_taken(offset)` holds, as a container _pick can ask."""
 
-    def __init__(self, own: set[int], elsewhere) -> None:
-        self.own, self.elsewhere = own, elsewhere
+    def __init__(self, is_taken: Callable[[int], bool]) -> None:
+        self.is_taken = is_taken
 
     def __contains__(self, off: int) -> bool:
-        return off in self.own or self.elsewhere(off)
+        return self.is_taken(off)
 
 
 class ClusterIPAllocator:
@@ -90,10 +89,9 @@ class ClusterIPAllocator:
         else:
             self.max = max(0, total - 1)
         self.offset = _range_offset(total, 16, 256)
-        self.used: set[int] = set()
-        self.elsewhere = used
-        self.taken = _Taken(self.used,
-                            lambda off: str(ipaddress.ip_address(self.base + off)) in used)
+        self.used: set[int] = set()        # offsets of this allocator's own allocations
+        self.taken = _Taken(lambda off: off in self.used
+                            or str(ipaddress.ip_address(self.base + off)) in used)
         self.rng = rng or random.SystemRandom()
 
     def contains(self, ip: str) -> bool:
@@ -143,6 +141,9 @@ class NodePortAllocator:
         self.offset = _range_offset(size, 32, 128)
         self.rng = rng or random.SystemRandom()
 
+    def _taken(self, port: int) -> bool:
+        return port in self.used or port in self.elsewhere
+
     @property
     def range_text(self) -> str:
         return f"{self.lo}-{self.hi}"
@@ -152,13 +153,12 @@ class NodePortAllocator:
             if not self.lo <= requested <= self.hi:
                 raise NotInRangeError("provided port is not in the valid range. "
                                       f"The range of valid ports is {self.range_text}")
-            if requested in self.used or requested in self.elsewhere:
+            if self._taken(requested):
                 raise AlreadyAllocatedError("provided port is already allocated")
             self.used.add(requested)
             return requested
         n = self.hi - self.lo + 1
-        taken = _Taken(set(), lambda off: self.lo + off in self.used
-                       or self.lo + off in self.elsewhere)
+        taken = _Taken(lambda off: self._taken(self.lo + off))
         off = _pick(self.offset, n, taken, self.rng)
         if off is None:
             off = _pick(0, min(self.offset, n), taken, self.rng)

@@ -3,8 +3,9 @@
 Changes coalesce for `min_sync_period`, then only the changed services are rewritten (one
 incremental transaction); the whole table is rewritten at start, after any failed
 incremental transaction and every `full_sync_period` (an hour, as in kube-proxy's nftables
-mode: a full sync of 10,000 Services takes seconds, and changes wait behind it). The rules live in the kernel: stopping the
-proxier leaves them in place (connections keep working), and a new proxier resyncs them.
+mode: a full sync of 10,000 Services takes seconds, and changes wait behind it). The rules
+live in the kernel: stopping the proxier leaves them in place (connections keep working),
+and a new proxier resyncs them.
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ class Proxier:
         self.guard_cluster = guard_cluster
         self.manage_local_route = manage_local_route
         self._services: dict[ServiceKey, dict] = {}
-        self._slices: dict[tuple[str, str], dict] = {}
-        self._slices_of: dict[ServiceKey, dict[tuple[str, str], dict]] = {}   # by service
+        # EndpointSlices by the Service they belong to, then by (namespace, name)
+        self._slices_of: dict[ServiceKey, dict[tuple[str, str], dict]] = {}
         self._applied: dict[ServiceKey, ServiceRules] = {}
         self._ids = IdAllocator()
         self._present = Present()
@@ -90,13 +91,11 @@ class Proxier:
         self._touch([_key(svc)])
 
     def _put_slice(self, sl: dict) -> None:
-        self._slices[_key(sl)] = sl
         svc = _svc_of_slice(sl)
         if svc is not None:
             self._slices_of.setdefault(svc, {})[_key(sl)] = sl
 
     def _drop_slice(self, sl: dict) -> None:
-        self._slices.pop(_key(sl), None)
         svc = _svc_of_slice(sl)
         of = self._slices_of.get(svc) if svc is not None else None
         if of is not None:
@@ -120,7 +119,7 @@ class Proxier:
     def replace_all(self, services: Iterable[dict], slices: Iterable[dict]) -> None:
         """Set the whole state at once (a full resync follows)."""
         self._services = {_key(s): s for s in services}
-        self._slices, self._slices_of = {}, {}
+        self._slices_of = {}
         for s in slices:
             self._put_slice(s)
         self._need_full = True
@@ -238,7 +237,8 @@ class Proxier:
         existing = await nft.existing(self.cfg.table, self.cfg.family, self.netns)
         if existing is not None and not self._applied:
             self._ids.restore(existing.ids)          # a restarted proxy keeps its ids
-        new = render_all(self._services.values(), self._slices.values(), self.cfg, self._ids)
+        slices = (sl for of in self._slices_of.values() for sl in of.values())
+        new = render_all(self._services.values(), slices, self.cfg, self._ids)
         try:
             await nft.apply(render_full(new, self.cfg, existing), self.netns)
         except nft.NftError as e:
